@@ -1,0 +1,74 @@
+"""The NAS-Bench-201 cell as a module: the mixed cell searched over, and the fixed cell it derives to."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from applications.nas.genotype import EDGES, NUM_NODES, OPERATIONS, Cell
+from applications.nas.ops import make_operation
+
+
+def _run_cell(x: torch.Tensor, edge_outputs) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """Evaluates the four-node DAG, with ``edge_outputs(edge, node_input)`` giving one edge's value."""
+    nodes = [x]
+    for to_node in range(1, NUM_NODES):
+        total = None
+        for edge, (target, from_node) in enumerate(EDGES):
+            if target != to_node:
+                continue
+            out = edge_outputs(edge, nodes[from_node])
+            if out is not None:
+                total = out if total is None else total + out
+        # A node whose inputs are all `none` is zero; keep it a tensor so later nodes can add to it.
+        nodes.append(torch.zeros_like(x) if total is None else total)
+    return nodes[-1]
+
+
+def _must_exist(op: nn.Module | None) -> nn.Module:
+    assert op is not None, "only `none` has no module, and mixtures leave it out"
+    return op
+
+
+class MixedCell(nn.Module):
+    """Every edge carries all five operations; its output is their softmax(α)-weighted sum.
+
+    The cell holds no α: the supernet passes the edge weights in, so one α is shared by every cell.
+    """
+
+    def __init__(self, channels: int, track_running_stats: bool) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(
+            nn.ModuleList(_must_exist(make_operation(name, channels, track_running_stats)) for name in OPERATIONS[1:])
+            for _ in EDGES
+        )
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Args:
+            x: the cell input, ``(B, C, H, W)``.
+            weights: ``(num_edges, num_operations)`` mixture weights, rows summing to one.
+        """
+
+        def mixture(edge: int, node_input: torch.Tensor) -> torch.Tensor:
+            # Column 0 is `none`, whose output is zero: it only enters through the softmax.
+            ops = self.edges[edge]
+            return sum(weights[edge, k + 1] * op(node_input) for k, op in enumerate(ops))  # type: ignore[return-value]
+
+        return _run_cell(x, mixture)
+
+
+class FixedCell(nn.Module):
+    """A derived cell: one operation per edge, for retraining from scratch."""
+
+    def __init__(self, cell: Cell, channels: int, track_running_stats: bool = True) -> None:
+        super().__init__()
+        self.cell = cell
+        self.edges = nn.ModuleList(
+            nn.Identity() if op is None else op  # placeholder for `none`, skipped in forward
+            for op in (make_operation(name, channels, track_running_stats) for name in cell.ops)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _run_cell(
+            x, lambda edge, node_input: None if self.cell.ops[edge] == "none" else self.edges[edge](node_input)
+        )

