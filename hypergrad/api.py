@@ -1,0 +1,130 @@
+"""The public entry points: :func:`hypergradient` and :func:`backward`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from hypergrad import methods as m
+from hypergrad import tree
+from hypergrad.errors import HypergradInputError, NonFiniteError
+from hypergrad.estimators import Estimate, Problem, estimate
+from hypergrad.linearization import Loss
+from hypergrad.solvers import SolveInfo
+
+
+@dataclass(frozen=True)
+class Hypergradient:
+    """The answer of :func:`hypergradient`.
+
+    Attributes:
+        grads: dF/dλ, a dict with the keys and shapes of ``hparams``.
+        direct: ∂_λF, the explicit part of ``grads`` (``grads − direct`` is the implicit correction).
+        outer_value: F at the point where the estimator evaluated it (0-d tensor).
+        info: the solve's diagnostics (:class:`~hypergrad.solvers.SolveInfo`).
+    """
+
+    grads: dict[str, torch.Tensor]
+    direct: dict[str, torch.Tensor]
+    outer_value: torch.Tensor
+    info: SolveInfo
+
+
+def batch_sampler(inner_batch: Any) -> Callable[[], Any]:
+    """``inner_batch`` as a zero-argument callable: itself if callable, else one returning it."""
+    return inner_batch if callable(inner_batch) else (lambda: inner_batch)
+
+
+def _validate(outer_loss: object, inner_loss: object, params: object, hparams: object, method: object) -> None:
+    for name, fn in (("outer_loss", outer_loss), ("inner_loss", inner_loss)):
+        if not callable(fn):
+            raise HypergradInputError(f"{name} is a {type(fn).__name__}; expected a callable (params, hparams, batch) -> scalar")
+    tree.check_tensor_dict(params, "params")
+    tree.check_tensor_dict(hparams, "hparams")
+    if not isinstance(method, m.METHODS):
+        names = ", ".join(c.__name__ + "()" for c in m.METHODS)
+        raise HypergradInputError(f"method={method!r} is not a hypergrad method; expected one of {names}")
+
+
+def _raise_on_nonfinite(method: object, est: Estimate) -> None:
+    names = [name for name, _ in est.checks] + [f"hypergradient[{k!r}]" for k in est.grads]
+    flags = [flag for _, flag in est.checks] + [torch.isfinite(g).all() for g in est.grads.values()]
+    ok = torch.stack(flags).tolist()  # one host read for all the checks
+    for name, good in zip(names, ok):
+        if not good:
+            raise NonFiniteError(type(method).__name__, name)
+
+
+def hypergradient(outer_loss: Loss, inner_loss: Loss, params: Mapping[str, torch.Tensor],
+                  hparams: Mapping[str, torch.Tensor], *, outer_batch: Any = None, inner_batch: Any = None,
+                  method: m.Method | None = None) -> Hypergradient:
+    """The hypergradient dF/dλ of ``F(w*(λ), λ)`` where ``w*(λ) = argmin_w f(w, λ)``.
+
+    ``params`` is the inner solution (or the current weights, for the one-step and unrolled
+    estimators, which start from it); neither dict is modified.
+
+    Args:
+        outer_loss: ``F(params, hparams, batch) -> scalar`` (e.g. validation loss).
+        inner_loss: ``f(params, hparams, batch) -> scalar`` (e.g. training loss).
+        params: inner variables w, name -> tensor.
+        hparams: outer variables λ, name -> tensor (0-d tensors allowed).
+        outer_batch: handed to ``outer_loss``.
+        inner_batch: handed to ``inner_loss``; a zero-argument callable is called for a fresh batch
+            (once per Hessian term by :class:`~hypergrad.StochasticNeumann`, once per step by
+            :class:`~hypergrad.Unrolled`, once by the others).
+        method: the estimator; default ``CG()``.
+
+    Returns:
+        :class:`Hypergradient` with ``grads`` and ``info``.
+
+    Raises:
+        HypergradInputError: bad arguments (mismatched dicts, a non-scalar loss, an unknown method).
+        NonFiniteError: a NaN or Inf appeared; the message names the estimator and the quantity.
+
+    Example:
+        >>> res = hypergradient(val_loss, train_loss, w, {"log_l2": log_l2},
+        ...                     outer_batch=(Xv, yv), inner_batch=(Xt, yt), method=CG(max_iter=50))
+        >>> res.grads["log_l2"], res.info.converged
+    """
+    method = m.CG() if method is None else method
+    _validate(outer_loss, inner_loss, params, hparams, method)
+    start = time.perf_counter()
+    problem = Problem(outer_loss, inner_loss, dict(params), dict(hparams), outer_batch, batch_sampler(inner_batch))
+    est = estimate(method, problem)
+    _raise_on_nonfinite(method, est)
+    grads = {k: est.grads[k].to(hparams[k].dtype).reshape(hparams[k].shape) for k in hparams}
+    info = est.info.replace(seconds=time.perf_counter() - start)
+    return Hypergradient(grads=grads, direct=est.direct, outer_value=est.value, info=info)
+
+
+def backward(outer_loss: Loss, inner_loss: Loss, params: Mapping[str, torch.Tensor],
+             hparams: Mapping[str, torch.Tensor], *, outer_batch: Any = None, inner_batch: Any = None,
+             method: m.Method | None = None) -> Hypergradient:
+    """Like :func:`hypergradient`, then add ``grads`` into each ``hparams`` tensor's ``.grad``.
+
+    Any ``torch.optim`` optimizer over the hyperparameters can then take the step. Nothing is written
+    when the estimate fails (bad input or a non-finite value raise before any ``.grad`` changes).
+
+    Example:
+        >>> opt = torch.optim.Adam(alphas.values(), lr=3e-4)
+        >>> opt.zero_grad(); backward(val_loss, train_loss, w, alphas, outer_batch=vb,
+        ...                           inner_batch=sample_train, method=StochasticNeumann(terms=2, lr=0.025))
+        >>> opt.step()
+    """
+    if isinstance(hparams, Mapping):
+        for k, h in hparams.items():
+            if isinstance(h, torch.Tensor) and not h.is_leaf:
+                raise HypergradInputError(f"hparams[{k!r}] is not a leaf tensor; backward() accumulates into .grad of leaves")
+    res = hypergradient(outer_loss, inner_loss, params, hparams, outer_batch=outer_batch,
+                        inner_batch=inner_batch, method=method)
+    with torch.no_grad():
+        for k, h in hparams.items():
+            if h.grad is None:
+                h.grad = res.grads[k].detach().clone()
+            else:
+                h.grad.add_(res.grads[k])
+    return res

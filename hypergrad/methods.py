@@ -1,0 +1,235 @@
+"""The estimators, as small frozen configuration objects handed to ``hypergradient(method=...)``.
+
+Each one states the formula it computes; ``docs/estimators.md`` derives them. Notation: inner
+objective f (training loss), outer objective F (validation loss), H = ∂²_{ww} f, and the implicit
+function theorem at a stationary point of f:
+
+    dF/dλ = ∂_λF − (∂²_{λw} f)ᵀ v,   (H + δI) v = ∂_wF.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from hypergrad.errors import HypergradInputError
+from hypergrad.linearization import check_hvp_mode
+
+
+def _positive_int(obj: object, name: str, value: object, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise HypergradInputError(f"{type(obj).__name__}({name}={value!r}): expected an integer >= {minimum}")
+
+
+def _nonnegative(obj: object, name: str, value: object, strict: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    if not ok or value < 0 or (strict and value == 0) or value == float("inf"):
+        bound = "> 0" if strict else ">= 0"
+        raise HypergradInputError(f"{type(obj).__name__}({name}={value!r}): expected a finite number {bound}")
+
+
+def _step(obj: object, value: object) -> None:
+    if value == "auto":
+        return
+    _nonnegative(obj, "lr", value, strict=True)
+
+
+@dataclass(frozen=True)
+class FirstOrder:
+    """DARTS first order: ``dF/dλ ≈ ∂_λF(w, λ)`` (v = 0). Cost: one gradient of F.
+
+    Exact only when w does not depend on λ; the baseline of Liu et al., "DARTS: Differentiable
+    Architecture Search", ICLR 2019.
+    """
+
+
+@dataclass(frozen=True)
+class OneStep:
+    """DARTS second order: differentiate ``F(w − ξ∇_w f(w, λ), λ)`` through one inner SGD step.
+
+    With ``w' = w − ξ∇_w f(w, λ)``:  ``dF/dλ ≈ ∂_λF(w', λ) − ξ (∂²_{λw} f(w, λ))ᵀ ∇_{w'}F(w', λ)``.
+    The mixed product is taken by central differences of ∂_λf at ``w ± εv``, ε = 0.01/‖v‖, as DARTS
+    does (``finite_difference=True``), or exactly by double backward. Cost: 4 gradients (FD) or
+    3 gradients + 1 mixed product. Liu et al., ICLR 2019, eq. (7)–(8).
+
+    Args:
+        lr: the virtual step ξ (DARTS: the current weight learning rate).
+        finite_difference: central differences (True) or an exact mixed product (False).
+        fd_scale: ε = fd_scale/‖v‖.
+    """
+
+    lr: float = 0.01
+    finite_difference: bool = True
+    fd_scale: float = 0.01
+
+    def __post_init__(self) -> None:
+        _nonnegative(self, "lr", self.lr)
+        _nonnegative(self, "fd_scale", self.fd_scale, strict=True)
+
+
+@dataclass(frozen=True)
+class Exact:
+    """Implicit function theorem with the Hessian materialised and solved by LU.
+
+    ``v = (H + δI)⁻¹ ∂_wF``, ``dF/dλ = ∂_λF − (∂²_{λw} f)ᵀ v``. Cost: n HVPs to build H (n = number
+    of inner parameters), O(n²) memory, O(n³) time: tests and small problems only.
+    """
+
+    damping: float = 0.0
+    hvp: str = "reverse"
+
+    def __post_init__(self) -> None:
+        _nonnegative(self, "damping", self.damping)
+        check_hvp_mode(self.hvp)
+
+
+@dataclass(frozen=True)
+class CG:
+    """Implicit function theorem, ``(H + δI) v = ∂_wF`` solved by conjugate gradient.
+
+    Exact (to the tolerance) at a stationary point of f when H + δI is positive definite. Cost: at most
+    ``max_iter`` HVPs (the graph of ∂_wf is built once) + 1 mixed product + 1 gradient of F.
+    Pedregosa, "Hyperparameter optimization with approximate gradient", ICML 2016; Rajeswaran et
+    al., "Meta-Learning with Implicit Gradients", NeurIPS 2019.
+
+    Args:
+        max_iter: most CG iterations.
+        tol: stop when ‖residual‖ ≤ tol·‖∂_wF‖.
+        damping: δ ≥ 0 (proximal regularisation; makes an indefinite H solvable, biases v).
+        preconditioner: ``r -> M⁻¹ r`` on parameter dicts, or None.
+        hvp: product mode (``"reverse"``, ``"forward"``, ``"finite_difference"``).
+        check_every: iterations between host reads of the residual (None: 1 on CPU, 10 on GPU).
+    """
+
+    max_iter: int = 100
+    tol: float = 1e-10
+    damping: float = 0.0
+    preconditioner: object = None
+    hvp: str = "reverse"
+    check_every: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "max_iter", self.max_iter)
+        _nonnegative(self, "tol", self.tol)
+        _nonnegative(self, "damping", self.damping)
+        check_hvp_mode(self.hvp)
+        if self.preconditioner is not None and not callable(self.preconditioner):
+            raise HypergradInputError(f"CG(preconditioner={self.preconditioner!r}): expected a callable or None")
+        if self.check_every is not None:
+            _positive_int(self, "check_every", self.check_every)
+
+
+@dataclass(frozen=True)
+class MINRES:
+    """Implicit function theorem, ``(H + δI) v = ∂_wF`` solved by MINRES.
+
+    For symmetric indefinite H (saddle points, early-stopped non-convex inner problems), where CG can
+    break down. Cost: at most ``max_iter`` HVPs + 1 mixed product + 1 gradient of F.
+    Paige & Saunders, "Solution of sparse indefinite systems of linear equations", 1975.
+    """
+
+    max_iter: int = 100
+    tol: float = 1e-10
+    damping: float = 0.0
+    hvp: str = "reverse"
+    check_every: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "max_iter", self.max_iter)
+        _nonnegative(self, "tol", self.tol)
+        if not isinstance(self.damping, (int, float)) or self.damping != self.damping:
+            raise HypergradInputError(f"MINRES(damping={self.damping!r}): expected a finite number")
+        check_hvp_mode(self.hvp)
+        if self.check_every is not None:
+            _positive_int(self, "check_every", self.check_every)
+
+
+@dataclass(frozen=True)
+class Neumann:
+    """Implicit function theorem with ``v ≈ γ Σ_{k=0..K} (I − γH)^k ∂_wF`` (K = ``terms``).
+
+    Converges to H⁻¹∂_wF as K → ∞ when the eigenvalues of H lie in (0, 2/γ). Cost: K HVPs + 1 mixed
+    product + 1 gradient of F. ``lr="auto"`` sets γ = 1/λ_max from 20 power-iteration HVPs.
+    Lorraine, Vicol & Duvenaud, "Optimizing Millions of Hyperparameters by Implicit
+    Differentiation", AISTATS 2020.
+    """
+
+    terms: int = 5
+    lr: float | Literal["auto"] = 0.01
+    hvp: str = "reverse"
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "terms", self.terms, minimum=0)
+        _step(self, self.lr)
+        check_hvp_mode(self.hvp)
+
+
+@dataclass(frozen=True)
+class StochasticNeumann(Neumann):
+    """iDARTS: the Neumann series with each Hessian term on a fresh inner mini-batch.
+
+    ``dF/dλ ≈ ∂_λF − γ (∂²_{λw} f_{B₀})ᵀ Σ_{k=0..K} Π_{j=1..k} (I − γ H_{B_j}) ∂_wF``, each B a batch
+    drawn by calling ``inner_batch()``; with independent batches every term is an unbiased estimate
+    of its full-batch value. K = 0 gives the DARTS second-order form at w. Cost: K HVPs (each on its
+    own batch, so each builds its own graph) + 1 mixed product + 1 gradient of F; K + 1 batches.
+    Zhang et al., "Differentiable Architecture Search with Stochastic Implicit Gradients", ICML 2021
+    (paper defaults: K = 2, γ = the weight learning rate).
+    """
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """Implicit function theorem, ``(H + δI) v = ∂_wF`` by the Richardson iteration
+    ``v ← v + γ(∂_wF − (H + δI)v)`` until ‖residual‖ ≤ tol·‖∂_wF‖.
+
+    The k-th iterate equals the k-term Neumann series; the residual is measured at each step.
+    Cost: at most ``max_iter`` HVPs + 1 mixed product + 1 gradient of F.
+    """
+
+    lr: float | Literal["auto"] = "auto"
+    max_iter: int = 100
+    tol: float = 1e-10
+    damping: float = 0.0
+    hvp: str = "reverse"
+    check_every: int | None = None
+
+    def __post_init__(self) -> None:
+        _step(self, self.lr)
+        _positive_int(self, "max_iter", self.max_iter)
+        _nonnegative(self, "tol", self.tol)
+        _nonnegative(self, "damping", self.damping)
+        check_hvp_mode(self.hvp)
+        if self.check_every is not None:
+            _positive_int(self, "check_every", self.check_every)
+
+
+@dataclass(frozen=True)
+class Unrolled:
+    """Reverse-mode differentiation through T inner steps: the reference the others are checked against.
+
+    Runs ``w_{t+1} = w_t − η m_{t+1}``, ``m_{t+1} = μ m_t + ∇_w f(w_t, λ; B_t)`` from ``w_0 = params``
+    with the graph kept, then differentiates ``F(w_T, λ)`` with respect to λ. Converges to the
+    implicit hypergradient as T → ∞ on a strongly convex f (with η small enough). Cost: T gradients
+    forward, T HVP-sized steps backward, memory O(T · |w|). Maclaurin et al., ICML 2015; Franceschi
+    et al., "Forward and Reverse Gradient-Based Hyperparameter Optimization", ICML 2017.
+
+    Args:
+        steps: T ≥ 1.
+        lr: the inner step η.
+        momentum: heavy-ball μ in [0, 1).
+    """
+
+    steps: int = 100
+    lr: float = 0.1
+    momentum: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "steps", self.steps)
+        _nonnegative(self, "lr", self.lr, strict=True)
+        _nonnegative(self, "momentum", self.momentum)
+        if self.momentum >= 1:
+            raise HypergradInputError(f"Unrolled(momentum={self.momentum!r}): expected a number in [0, 1)")
+
+
+Method = FirstOrder | OneStep | Exact | CG | MINRES | Neumann | StochasticNeumann | FixedPoint | Unrolled
+METHODS = (FirstOrder, OneStep, Exact, CG, MINRES, Neumann, StochasticNeumann, FixedPoint, Unrolled)

@@ -1,0 +1,61 @@
+"""Richardson fixed-point iteration ``x ← x + γ (b − (A + δI) x)``."""
+
+from __future__ import annotations
+
+import torch
+
+from hypergrad import tree
+from hypergrad.solvers.cg import MatVec, default_check_every
+from hypergrad.solvers.info import SolveInfo, to_floats, under_transform, unrecorded
+
+
+def fixed_point(matvec: MatVec, b: tree.Tree, *, lr: float | torch.Tensor, max_iter: int = 100,
+                tol: float = 1e-10, atol: float = 0.0, damping: float = 0.0, x0: tree.Tree | None = None,
+                check_every: int | None = None) -> tuple[tree.Tree, SolveInfo]:
+    """Iterate the map whose fixed point is ``(A + δI)⁻¹ b`` until the residual meets the tolerance.
+
+    From ``x0 = 0`` the k-th iterate equals the Neumann series with k terms; unlike
+    :func:`neumann_series` it measures the residual ‖b − (A + δI)x‖ (the matvec it needs anyway)
+    and stops on a tolerance. Converges when the eigenvalues of ``A + δI`` lie in (0, 2/γ).
+
+    Args:
+        matvec: ``v -> A v``.
+        b: right-hand side.
+        lr: the step γ.
+        max_iter: most iterations.
+        tol: relative tolerance on the residual norm.
+        atol: absolute tolerance.
+        damping: δ added to the diagonal.
+        x0: warm start (zero by default).
+        check_every: iterations between host reads (default: 1 on CPU, 10 elsewhere).
+    """
+    check_every = check_every or default_check_every(b)
+    x = tree.zeros_like(b) if x0 is None else dict(x0)
+    threshold = torch.clamp_min(tol * tree.norm(b), atol)
+    trace, active_flags = [], []
+    matvecs = 0
+    for it in range(max_iter + 1):
+        ax = matvec(x) if (x0 is not None or it > 0) else tree.zeros_like(b)
+        matvecs += x0 is not None or it > 0
+        if damping:
+            ax = tree.add(ax, x, damping)
+        r = tree.sub(b, ax)
+        rnorm = tree.norm(r)
+        trace.append(rnorm)
+        if it == max_iter or (it % check_every == 0 and not under_transform() and bool(rnorm <= threshold)):
+            break
+        active = rnorm > threshold
+        x = tree.add(x, r, torch.where(active, torch.as_tensor(lr, dtype=rnorm.dtype), torch.zeros_like(rnorm)))
+        active_flags.append(active)
+    if under_transform():
+        return x, unrecorded("FixedPoint", matvecs)
+    iterations = int(torch.stack(active_flags).sum()) if active_flags else 0
+    residuals = to_floats(trace[: iterations + 1])
+    final = residuals[-1]
+    converged = bool(final <= float(threshold))
+    diverged = len(residuals) > 1 and not final <= residuals[0]
+    message = "" if converged else (
+        f"FixedPoint stopped after {iterations} iterations with residual {final:.3g} > tolerance "
+        f"{float(threshold):.3g}" + ("; it is diverging: lower lr" if diverged else ""))
+    return x, SolveInfo(method="FixedPoint", iterations=iterations, residual_norm=final, converged=converged,
+                        residual_trace=residuals, hvps=matvecs, lr=float(lr), diverged=diverged, message=message)
