@@ -1,0 +1,39 @@
+# Every target sets up what it needs: a virtual environment in .venv with the CPU build of torch
+# (pinned: an unpinned torch would pull a multi-GB CUDA build), the project, and its extras.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH := torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: help install test bench search lint clean
+
+help:
+	@echo "make search  - run the iDARTS demo search on MNIST-5k (NAS-Bench-201 space, ~5 min on 2 cores)"
+	@echo "make test    - set up .venv and run the test suite"
+	@echo "make bench   - run the pytest-benchmark suites (writes .benchmarks/)"
+	@echo "make lint    - ruff"
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[apps,test,peers,tpe,dev]" "$(TORCH)"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-columns=min,median,mean,rounds --benchmark-sort=name
+
+search: $(STAMP)
+	@echo "make search: the NAS application is not wired yet (see issue #3)"; exit 1
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check hypergrad applications tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks *.egg-info
