@@ -71,7 +71,7 @@ class Logistic:
         X, y = batch
         return F.binary_cross_entropy_with_logits(X @ p["w"], y)
 
-    def solve(self, theta: torch.Tensor | None = None, iters: int = 50) -> torch.Tensor:
+    def solve(self, theta: torch.Tensor | None = None, iters: int = 12) -> torch.Tensor:
         theta = self.theta if theta is None else theta
         w = torch.zeros(self.X.shape[1])
         f = lambda w_: self.inner({"w": w_}, {"theta": theta}, self.train)  # noqa: E731

@@ -1,0 +1,145 @@
+"""The approximate estimators against their own exact definitions: Krylov and Neumann solves against
+the dense solve on an MLP, the unrolled reference converging to the implicit answer, the one-step
+estimator against autograd through an explicit step, and the stochastic Neumann estimator's
+sampling (one fresh batch per term, unbiased mean)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import hypergrad as hg
+from tests.problems import Ridge, minimise, mlp_inner, mlp_outer, mlp_params, rel_err
+
+
+@pytest.fixture(scope="module")
+def mlp_problem():
+    torch.set_default_dtype(torch.float64)
+    g = torch.Generator().manual_seed(3)
+    x, xv = torch.randn(64, 5, generator=g), torch.randn(64, 5, generator=g)
+    y, yv = torch.randint(0, 3, (64,), generator=g), torch.randint(0, 3, (64,), generator=g)
+    p0 = {k: v.double() for k, v in mlp_params((5, 8, 3)).items()}
+    h = {k: torch.tensor(-2.0) for k in p0}
+    w = minimise(lambda p: mlp_inner(p, h, (x, y)), p0)
+    exact = hg.hypergradient(mlp_outer, mlp_inner, w, h, outer_batch=(xv, yv), inner_batch=(x, y), method=hg.Exact())
+    return w, h, (x, y), (xv, yv), exact
+
+
+def _stack(d):
+    return torch.stack([d[k] for k in sorted(d)])
+
+
+@pytest.mark.parametrize("method", [hg.CG(tol=1e-13, max_iter=500), hg.MINRES(tol=1e-13, max_iter=500),
+                                    hg.Neumann(terms=300, lr="auto"), hg.FixedPoint(max_iter=2000, tol=1e-10)],
+                         ids=lambda m: type(m).__name__)
+def test_mlp_iterative_solvers_match_the_dense_solve(mlp_problem, method):
+    w, h, train, val, exact = mlp_problem
+    assert exact.info.converged
+    res = hg.hypergradient(mlp_outer, mlp_inner, w, h, outer_batch=val, inner_batch=train, method=method)
+    tol = 1e-6 if isinstance(method, (hg.CG, hg.MINRES)) else 1e-5
+    assert rel_err(_stack(res.grads), _stack(exact.grads)) < tol
+    assert res.info.converged in (True, None)
+    assert not res.info.diverged
+
+
+def test_unrolled_reverse_mode_converges_to_the_implicit_hypergradient_as_steps_grow():
+    prob = Ridge()
+    ref = prob.hypergradient()
+    errors = []
+    for steps in (10, 100, 1000):
+        res = hg.hypergradient(prob.outer, prob.inner, {"w": torch.zeros(6)}, {"lam": prob.lam}, outer_batch=prob.val,
+                               inner_batch=prob.train, method=hg.Unrolled(steps=steps, lr=0.005))
+        errors.append(rel_err(res.grads["lam"], ref))
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 1e-8
+
+
+def test_unrolled_with_momentum_matches_autograd_through_the_same_loop():
+    prob = Ridge()
+    lam = prob.lam.clone().requires_grad_()
+    w, m = torch.zeros(6, requires_grad=True), torch.zeros(6)
+    for _ in range(7):
+        g = torch.autograd.grad(prob.inner({"w": w}, {"lam": lam}, prob.train), w, create_graph=True)[0]
+        m = 0.9 * m + g
+        w = w - 0.002 * m
+    ref = torch.autograd.grad(prob.outer({"w": w}, {}, prob.val), lam)[0]
+    res = hg.hypergradient(prob.outer, prob.inner, {"w": torch.zeros(6)}, {"lam": prob.lam}, outer_batch=prob.val,
+                           inner_batch=prob.train, method=hg.Unrolled(steps=7, lr=0.002, momentum=0.9))
+    assert rel_err(res.grads["lam"], ref) < 1e-12
+
+
+def _one_step_reference(w, h, train, val, xi):
+    hh = {k: v.clone().requires_grad_() for k, v in h.items()}
+    ww = {k: v.clone().requires_grad_() for k, v in w.items()}
+    g = torch.autograd.grad(mlp_inner(ww, hh, train), list(ww.values()), create_graph=True)
+    stepped = {k: ww[k] - xi * gk for k, gk in zip(ww, g)}
+    grads = torch.autograd.grad(mlp_outer(stepped, hh, val), list(hh.values()))
+    return dict(zip(hh, grads))
+
+
+@pytest.mark.parametrize("fd,tol", [(False, 1e-10), (True, 1e-4)], ids=["exact", "finite-difference"])
+def test_one_step_matches_autograd_through_one_explicit_inner_step(fd, tol):
+    w = mlp_params((5, 8, 3), seed=2)
+    h = {k: torch.tensor(-1.0) for k in w}
+    g = torch.Generator().manual_seed(5)
+    train = (torch.randn(32, 5, generator=g), torch.randint(0, 3, (32,), generator=g))
+    val = (torch.randn(32, 5, generator=g), torch.randint(0, 3, (32,), generator=g))
+    ref = _one_step_reference(w, h, train, val, xi=0.1)
+    res = hg.hypergradient(mlp_outer, mlp_inner, w, h, outer_batch=val, inner_batch=train,
+                           method=hg.OneStep(lr=0.1, finite_difference=fd))
+    assert rel_err(_stack(res.grads), _stack(ref)) < tol
+
+
+def test_first_order_is_the_direct_gradient_only():
+    prob = Ridge()
+    res = hg.hypergradient(prob.outer, prob.inner, {"w": prob.solution()}, {"lam": prob.lam},
+                           outer_batch=prob.val, inner_batch=prob.train, method=hg.FirstOrder())
+    assert torch.equal(res.grads["lam"], torch.zeros(6))  # F does not depend on λ directly
+
+
+class _Batches:
+    """Fixed mini-batches of a regression set; ``draw`` picks one at random and counts calls."""
+
+    def __init__(self, prob: Ridge, size: int) -> None:
+        self.parts = list(zip(prob.X.split(size), prob.y.split(size)))
+        self.gen = torch.Generator().manual_seed(11)
+        self.calls = 0
+
+    def draw(self):
+        self.calls += 1
+        return self.parts[int(torch.randint(len(self.parts), (1,), generator=self.gen))]
+
+
+def _scaled_inner(n_batches: int):
+    # Mean over equal batches of the batch loss equals the full loss when each batch loss is scaled up.
+    return lambda p, h, b: n_batches * Ridge.inner(p, {"lam": h["lam"] / n_batches}, b)
+
+
+def test_stochastic_neumann_with_a_full_batch_sampler_equals_neumann():
+    prob = Ridge()
+    args = (prob.outer, prob.inner, {"w": prob.solution()}, {"lam": prob.lam})
+    a = hg.hypergradient(*args, outer_batch=prob.val, inner_batch=lambda: prob.train,
+                         method=hg.StochasticNeumann(terms=5, lr=0.01))
+    b = hg.hypergradient(*args, outer_batch=prob.val, inner_batch=prob.train, method=hg.Neumann(terms=5, lr=0.01))
+    assert torch.allclose(a.grads["lam"], b.grads["lam"], rtol=1e-14, atol=0)
+
+
+def test_stochastic_neumann_draws_one_fresh_batch_per_term_and_is_unbiased():
+    prob = Ridge(n=40)
+    batches = _Batches(prob, size=10)
+    inner = _scaled_inner(4)
+    point = ({"w": prob.solution()}, {"lam": prob.lam})
+    args = (prob.outer, inner, *point)
+    method = hg.StochasticNeumann(terms=3, lr=0.004)
+    full = hg.hypergradient(prob.outer, Ridge.inner, *point, outer_batch=prob.val, inner_batch=prob.train,
+                            method=hg.Neumann(terms=3, lr=0.004))
+    draws = 2000
+    samples = []
+    for _ in range(draws):
+        samples.append(hg.hypergradient(*args, outer_batch=prob.val, inner_batch=batches.draw, method=method).grads["lam"])
+    assert batches.calls == draws * (method.terms + 1)
+    samples = torch.stack(samples)
+    mean, sem = samples.mean(0), samples.std(0) / draws**0.5
+    assert (samples.std(0) > 1e-3 * full.grads["lam"].abs()).all()  # the estimates really vary
+    assert ((mean - full.grads["lam"]).abs() <= 4 * sem).all()
