@@ -15,6 +15,7 @@ import torch
 
 from hypergrad import methods as m
 from hypergrad import tree
+from hypergrad.errors import HypergradInputError
 from hypergrad.linearization import Linearization, Loss, _grads, loss_and_grads
 from hypergrad.solvers import (SolveInfo, conjugate_gradient, dense_solve, fixed_point, largest_eigenvalue,
                                minres, neumann_series)
@@ -72,6 +73,21 @@ def _step_size(method: m.Neumann | m.FixedPoint, lin: Linearization, like: dict[
     return 1.0 / (largest_eigenvalue(lin.hvp, like) + damping)
 
 
+def _checked(preconditioner: Callable[[dict], dict] | None) -> Callable[[dict], dict] | None:
+    """The user's preconditioner, with its output checked against its input's keys and shapes."""
+    if preconditioner is None:
+        return None
+
+    def apply(r: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = preconditioner(r)
+        if not isinstance(out, dict):
+            raise HypergradInputError(f"CG preconditioner returned a {type(out).__name__}; expected a dict like params")
+        tree.check_like(r, out, "CG preconditioner output")
+        return out
+
+    return apply
+
+
 def implicit_solve(method: m.Method, inner_loss: Loss, params: dict[str, torch.Tensor],
                    hparams: dict[str, torch.Tensor], rhs: dict[str, torch.Tensor],
                    draw_inner: Callable[[], Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
@@ -82,7 +98,7 @@ def implicit_solve(method: m.Method, inner_loss: Loss, params: dict[str, torch.T
         v, info = dense_solve(lin.hvp, rhs, damping=method.damping)
     elif isinstance(method, m.CG):
         v, info = conjugate_gradient(lin.hvp, rhs, max_iter=method.max_iter, tol=method.tol, damping=method.damping,
-                                     preconditioner=method.preconditioner, check_every=method.check_every)
+                                     preconditioner=_checked(method.preconditioner), check_every=method.check_every)
     elif isinstance(method, m.MINRES):
         v, info = minres(lin.hvp, rhs, max_iter=method.max_iter, tol=method.tol, damping=method.damping,
                          check_every=method.check_every)

@@ -61,7 +61,7 @@ class _ImplicitSolution(torch.autograd.Function):
         lam = dict(zip(spec.h_keys, saved[n:]))
         rhs = {k: torch.zeros_like(w[k]) if g is None else g for k, g in zip(spec.w_keys, grad_w)}
         method = spec.method
-        transformed = under_transform()
+        transformed = under_transform(rhs)
         if transformed:
             # torch.func cannot see through torch.autograd.grad; its own jvp-of-grad can. The solvers
             # then skip host reads and run their full iteration count (converged steps are frozen).

@@ -62,19 +62,22 @@ def _wrap(keys: Mapping[str, torch.Tensor], values: list[torch.Tensor]) -> Tree:
     return dict(zip(keys.keys(), values))
 
 
-def under_transform() -> bool:
-    """Inside a ``torch.func`` transform (grad, vmap, jacrev...), where values cannot be read on the host."""
-    return torch._C._functorch.maybe_current_level() is not None
+def under_transform(*trees: Mapping[str, torch.Tensor]) -> bool:
+    """Inside a ``torch.func`` transform, or holding its wrapped tensors (as a vmapped backward does):
+    values cannot be read on the host there, and the fused kernels have no batching rule."""
+    if torch._C._functorch.maybe_current_level() is not None:
+        return True
+    return any(_wrapped(next(iter(t.values()))) for t in trees if t)
 
 
-def _fused() -> bool:
-    # The fused kernels have no vmap batching rule.
-    return not under_transform()
+def _wrapped(t: torch.Tensor) -> bool:
+    # ``autograd.grad(..., is_grads_batched=True)`` batches with the older vmap, which sets no level.
+    return torch._C._functorch.is_functorch_wrapped_tensor(t) or torch._C._functorch.is_legacy_batchedtensor(t)
 
 
 def add(a: Tree, b: Tree, alpha: float | torch.Tensor = 1.0) -> Tree:
     """``a + alpha * b`` for a Python or 0-d tensor scalar ``alpha``."""
-    if not _fused():
+    if under_transform(a, b):
         return {k: a[k] + alpha * b[k] for k in a}
     if isinstance(alpha, torch.Tensor):
         return _wrap(a, torch._foreach_add(_vals(a), torch._foreach_mul(_vals(b), alpha)))
@@ -88,20 +91,20 @@ def sub(a: Tree, b: Tree) -> Tree:
 
 def scale(a: Tree, s: float | torch.Tensor) -> Tree:
     """``s * a`` for a Python or 0-d tensor scalar ``s``."""
-    if not _fused():
+    if under_transform(a):
         return {k: s * v for k, v in a.items()}
     return _wrap(a, torch._foreach_mul(_vals(a), s))
 
 
 def dot(a: Tree, b: Tree) -> torch.Tensor:
     """Inner product as a 0-d tensor (no host synchronisation)."""
-    prods = torch._foreach_mul(_vals(a), _vals(b)) if _fused() else [a[k] * b[k] for k in a]
+    prods = torch._foreach_mul(_vals(a), _vals(b)) if not under_transform(a, b) else [a[k] * b[k] for k in a]
     return torch.stack([p.sum() for p in prods]).sum()
 
 
 def norm(a: Tree) -> torch.Tensor:
     """Euclidean norm of the whole dict as a 0-d tensor."""
-    norms = torch._foreach_norm(_vals(a)) if _fused() else [torch.linalg.vector_norm(v) for v in a.values()]
+    norms = torch._foreach_norm(_vals(a)) if not under_transform(a) else [torch.linalg.vector_norm(v) for v in a.values()]
     return torch.linalg.vector_norm(torch.stack(norms))
 
 

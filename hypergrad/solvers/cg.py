@@ -64,7 +64,7 @@ def conjugate_gradient(matvec: MatVec, b: tree.Tree, *, max_iter: int = 100, tol
     active_flags = []
     neg_curv = torch.zeros((), dtype=torch.bool, device=rnorm.device)
     for it in range(max_iter):
-        if it and it % check_every == 0 and not under_transform() and bool(rnorm <= threshold):
+        if it and it % check_every == 0 and not under_transform(b) and bool(rnorm <= threshold):
             break
         active = rnorm > threshold
         ap = op(p)
@@ -82,7 +82,7 @@ def conjugate_gradient(matvec: MatVec, b: tree.Tree, *, max_iter: int = 100, tol
         rz = torch.where(active, rz_new, rz)
         trace.append(rnorm)
         active_flags.append(active)
-    if under_transform():
+    if under_transform(b):
         return x, unrecorded("CG", matvecs)
     iterations = int(torch.stack(active_flags).sum()) if active_flags else 0
     residuals = to_floats(trace[: iterations + 1])

@@ -30,7 +30,7 @@ def dense_solve(matvec: MatVec, b: tree.Tree, *, damping: float = 0.0) -> tuple[
     a = 0.5 * (a + a.T) + damping * torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
     rhs = tree.flatten(b)
     x = torch.linalg.solve(a, rhs)
-    if under_transform():
+    if under_transform(b):
         return tree.unflatten(x, b), unrecorded("Exact", a.shape[0])
     residual = float(torch.linalg.vector_norm(a @ x - rhs))
     scale = float(torch.linalg.vector_norm(rhs))

@@ -42,12 +42,12 @@ def fixed_point(matvec: MatVec, b: tree.Tree, *, lr: float | torch.Tensor, max_i
         r = tree.sub(b, ax)
         rnorm = tree.norm(r)
         trace.append(rnorm)
-        if it == max_iter or (it % check_every == 0 and not under_transform() and bool(rnorm <= threshold)):
+        if it == max_iter or (it % check_every == 0 and not under_transform(b) and bool(rnorm <= threshold)):
             break
         active = rnorm > threshold
         x = tree.add(x, r, torch.where(active, torch.as_tensor(lr, dtype=rnorm.dtype), torch.zeros_like(rnorm)))
         active_flags.append(active)
-    if under_transform():
+    if under_transform(b):
         return x, unrecorded("FixedPoint", matvecs)
     iterations = int(torch.stack(active_flags).sum()) if active_flags else 0
     residuals = to_floats(trace[: iterations + 1])

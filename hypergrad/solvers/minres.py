@@ -47,7 +47,7 @@ def minres(matvec: MatVec, b: tree.Tree, *, max_iter: int = 100, tol: float = 1e
     trace, active_flags = [beta1], []
     matvecs = 0
     for it in range(max_iter):
-        if it and it % check_every == 0 and not under_transform() and bool(phibar <= threshold):
+        if it and it % check_every == 0 and not under_transform(b) and bool(phibar <= threshold):
             break
         active = (phibar > threshold) & (beta > tiny)
         v = tree.scale(y, 1.0 / torch.where(beta > tiny, beta, one))
@@ -80,7 +80,7 @@ def minres(matvec: MatVec, b: tree.Tree, *, max_iter: int = 100, tol: float = 1e
         beta = torch.where(active, beta_new, beta)
         trace.append(phibar)
         active_flags.append(active)
-    if under_transform():
+    if under_transform(b):
         return x, unrecorded("MINRES", matvecs)
     iterations = int(torch.stack(active_flags).sum()) if active_flags else 0
     residuals = to_floats(trace[: iterations + 1])

@@ -50,10 +50,11 @@ def neumann_series(matvec: MatVec, b: tree.Tree, *, terms: int, lr: float | torc
         p = tree.add(p, matvec(p), -lr)
         acc = tree.add(acc, p)
         norms.append(tree.norm(p))
-    if under_transform():
+    if under_transform(b):
         return tree.scale(acc, lr), unrecorded(name, terms)
     trace = to_floats(norms)
-    diverged = terms > 0 and not trace[-1] <= trace[0]
+    # NaN terms come from NaN input, not from the step; the caller reports those.
+    diverged = terms > 0 and trace[-1] > trace[0]
     message = ""
     if diverged:
         message = (f"{name}: series terms grow from {trace[0]:.3g} to {trace[-1]:.3g}; the step lr={float(lr):.3g} "
