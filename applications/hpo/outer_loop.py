@@ -1,0 +1,94 @@
+"""The gradient-based outer loop, shared by every task.
+
+Each outer step: continue inner training from the previous weights under the current
+hyperparameters, record validation and test metrics, accumulate the hypergradient into the
+hyperparameters' ``.grad`` with :func:`hypergrad.backward`, and let any ``torch.optim`` optimizer
+take the step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import hypergrad as hg
+import torch
+from torch import Tensor
+
+from .budget import Budget
+from .history import Trace
+from .task import Task
+
+OptimizerFactory = Callable[[Iterable[Tensor]], torch.optim.Optimizer]
+
+#: Consecutive non-finite hypergradients after which the search gives up.
+MAX_NONFINITE = 3
+
+
+def implicit_search(
+    task: Task,
+    method: hg.CG | hg.Neumann,
+    make_optimizer: OptimizerFactory,
+    budget: Budget,
+    trace: Trace,
+) -> None:
+    """Tune the task's hyperparameters by implicit hypergradients until the budget is spent.
+
+    A non-finite hypergradient is never applied: the step is skipped and noted in ``trace.events``
+    with the step where it appeared; after :data:`MAX_NONFINITE` in a row the search stops.
+
+    Args:
+        task: The bilevel problem.
+        method: A hypergrad method object (e.g. ``hg.CG(max_iter=100)``, ``hg.Neumann(terms=20)``).
+        make_optimizer: Builds the outer optimizer from the hyperparameter tensors, e.g.
+            ``lambda ps: torch.optim.Adam(ps, lr=0.1)``.
+        budget: Wall-clock budget (and optional step cap); checked before each outer step.
+        trace: Where each step is recorded.
+
+    Example:
+        >>> task = LogregL2("breast-cancer")
+        >>> budget = Budget(20.0)
+        >>> trace = Trace(task, budget, "implicit-cg")
+        >>> implicit_search(task, hg.CG(), lambda ps: torch.optim.Adam(ps, lr=0.1), budget, trace)
+        >>> trace.best.val_loss
+    """
+    hparams = task.init_hparams()
+    optimizer = make_optimizer(list(hparams.values()))
+    params = task.init_params()
+    nonfinite = 0
+    step = 0
+    while True:
+        params, inner = task.solve_inner(params, hparams)
+        record = trace.record(
+            step, params, hparams, inner_iterations=inner.iterations, inner_grad_norm=inner.grad_norm
+        )
+        # The budget is checked after recording, so that the last inner solve is always reported.
+        if budget.exhausted(step + 1):
+            break
+        optimizer.zero_grad()
+        try:
+            result = hg.backward(
+                task.outer_loss,
+                task.inner_loss,
+                params,
+                hparams,
+                outer_batch=task.val_batch,
+                inner_batch=task.hessian_batch(),
+                method=method,
+            )
+        except hg.NonFiniteError as error:
+            nonfinite += 1
+            trace.event(step, f"hypergradient skipped: {error}")
+            if nonfinite >= MAX_NONFINITE:
+                trace.event(step, f"stopping after {nonfinite} non-finite hypergradients in a row")
+                break
+        else:
+            nonfinite = 0
+            info = result.info
+            record.extra.update(
+                hg_iterations=info.iterations,
+                hg_residual_norm=info.residual_norm,
+                hg_converged=info.converged,
+                hg_hvps=info.hvps,
+            )
+            optimizer.step()
+        step += 1

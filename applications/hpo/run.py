@@ -1,0 +1,244 @@
+"""Command line: tune one task with one method under a wall-clock budget.
+
+    python -m applications.hpo.run --task logreg-l2 --method implicit-cg --budget-seconds 30 \\
+        --seed 0 --out runs/hpo/logreg-l2/implicit-cg/0
+
+Writes ``OUT/result.json`` (configuration, best and final validation/test metrics, the best
+hyperparameters' summary, wall time, per-step history) and ``OUT/best_hparams.pt``. Bad options are
+refused with a one-line error and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import hypergrad as hg
+import torch
+
+from .baselines import GridProposer, Proposer, RandomProposer, TPEProposer, trial_search
+from .budget import Budget
+from .history import Trace
+from .logreg_l2 import LogregL2
+from .outer_loop import implicit_search
+from .results import build_result, write_result
+from .reweight import Reweight
+from .task import Task
+from .weight_decay import WeightDecay
+
+TASKS: dict[str, type[LogregL2] | type[WeightDecay] | type[Reweight]] = {
+    cls.name: cls for cls in (LogregL2, WeightDecay, Reweight)
+}
+GRADIENT_METHODS = ("implicit-cg", "implicit-neumann")
+BLACK_BOX_METHODS = ("random", "grid", "tpe")
+METHODS = GRADIENT_METHODS + BLACK_BOX_METHODS
+
+
+class UsageError(ValueError):
+    """An option the run cannot work with; the CLI prints it on one line and exits with status 2."""
+
+
+def _optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    """A ``torch.optim`` optimizer class by case-insensitive name (``adam`` -> ``Adam``)."""
+    found = {
+        key.lower(): value
+        for key, value in vars(torch.optim).items()
+        if isinstance(value, type) and issubclass(value, torch.optim.Optimizer)
+        and value is not torch.optim.Optimizer
+    }
+    if name.lower() not in found:
+        raise UsageError(f"--outer-optimizer {name!r} is not a torch.optim optimizer (e.g. Adam, SGD, RMSprop)")
+    return found[name.lower()]
+
+
+def hypergradient_method(
+    task: Task, method: str, hvps: int | None = None, neumann_lr: float | str | None = None
+) -> hg.CG | hg.Neumann:
+    """The hypergrad method object of ``method`` with the task's defaults and the given overrides.
+
+    Args:
+        task: Supplies the defaults (``default_cg`` / ``default_neumann``).
+        method: ``"implicit-cg"`` or ``"implicit-neumann"``.
+        hvps: CG iteration cap or number of Neumann terms.
+        neumann_lr: Neumann step γ (a float or ``"auto"``).
+    """
+    if method == "implicit-cg":
+        options = dict(task.default_cg)
+        if hvps is not None:
+            options["max_iter"] = hvps
+        return hg.CG(**options)
+    options = dict(task.default_neumann)
+    if hvps is not None:
+        options["terms"] = hvps
+    if neumann_lr is not None:
+        options["lr"] = neumann_lr
+    return hg.Neumann(**options)
+
+
+def _proposer(task: Task, method: str, seed: int) -> Proposer:
+    try:
+        if method == "random":
+            return RandomProposer(task, seed)
+        if method == "grid":
+            return GridProposer(task)
+        return TPEProposer(task, seed)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    except ModuleNotFoundError as error:
+        raise UsageError(str(error)) from None
+
+
+def run(
+    task: str,
+    method: str,
+    out: Path,
+    budget_seconds: float = 30.0,
+    seed: int = 0,
+    dataset: str | None = None,
+    outer_optimizer: str = "Adam",
+    outer_lr: float | None = None,
+    max_steps: int | None = None,
+    hvps: int | None = None,
+    neumann_lr: float | str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Tune ``task`` with ``method`` and write the result into ``out``.
+
+    Args:
+        task: One of :data:`TASKS`.
+        method: One of :data:`METHODS`.
+        out: Output directory (created if missing).
+        budget_seconds: Wall-clock budget; test evaluation is not charged.
+        seed: Seed of the data split, the initial weights, the mini-batches and the search.
+        dataset: Dataset of the task (default: the task's first).
+        outer_optimizer: Name of the ``torch.optim`` optimizer of the hyperparameters.
+        outer_lr: Its learning rate (default: the task's ``default_outer_lr``).
+        max_steps: Optional cap on outer steps / trials.
+        hvps: Override of the CG iteration cap / number of Neumann terms.
+        neumann_lr: Override of the Neumann step γ (float or ``"auto"``).
+        progress: Show a progress bar.
+
+    Returns:
+        The content written to ``out/result.json``.
+
+    Raises:
+        UsageError: If an option is invalid.
+    """
+    if task not in TASKS:
+        raise UsageError(f"--task {task!r} is unknown; expected one of {', '.join(TASKS)}")
+    cls = TASKS[task]
+    if method not in METHODS:
+        raise UsageError(f"--method {method!r} is unknown; expected one of {', '.join(METHODS)}")
+    dataset = cls.datasets[0] if dataset is None else dataset
+    if dataset not in cls.datasets:
+        raise UsageError(f"--dataset {dataset!r} does not fit task {task}; expected one of {', '.join(cls.datasets)}")
+    if not budget_seconds > 0:
+        raise UsageError(f"--budget-seconds {budget_seconds} must be positive")
+    if max_steps is not None and max_steps < 1:
+        raise UsageError(f"--max-steps {max_steps} must be at least 1")
+    if seed < 0:
+        raise UsageError(f"--seed {seed} must be non-negative")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} exists and is not a directory")
+    optimizer_class = _optimizer_class(outer_optimizer)
+
+    problem = cls(dataset=dataset, seed=seed)
+    lr = problem.default_outer_lr if outer_lr is None else outer_lr
+    if method in GRADIENT_METHODS:
+        try:
+            hg_method = hypergradient_method(problem, method, hvps, neumann_lr)
+        except hg.HypergradInputError as error:
+            raise UsageError(f"--hvps / --neumann-lr: {error}") from None
+    else:
+        proposer = _proposer(problem, method, seed)
+    config: dict[str, Any] = {
+        "task": task,
+        "dataset": dataset,
+        "method": method,
+        "seed": seed,
+        "budget_seconds": budget_seconds,
+        "max_steps": max_steps,
+    }
+    if method in GRADIENT_METHODS:
+        config.update(outer_optimizer=optimizer_class.__name__, outer_lr=lr, hypergradient=repr(hg_method))
+
+    torch.manual_seed(seed)
+    budget = Budget(budget_seconds, max_steps)
+    trace = Trace(problem, budget, f"{task}/{method}", progress)
+    try:
+        if method in GRADIENT_METHODS:
+            implicit_search(problem, hg_method, lambda ps: optimizer_class(ps, lr=lr), budget, trace)
+        else:
+            trial_search(problem, proposer, budget, trace)
+    finally:
+        trace.close()
+    wall_time = budget.elapsed()
+    result = build_result(problem, trace, config, wall_time)
+    write_result(out, result, trace.best_hparams)
+    return result
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _neumann_lr(text: str) -> float | str:
+    return text if text == "auto" else float(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m applications.hpo.run``; returns the exit status."""
+    parser = _Parser(prog="applications.hpo.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
+    parser.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
+    parser.add_argument("--budget-seconds", type=float, default=30.0, help="wall-clock budget (default 30)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of split, init and search (default 0)")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--dataset", help="dataset of the task (default: the task's first)")
+    parser.add_argument("--outer-optimizer", default="Adam", help="torch.optim class for the hyperparameters")
+    parser.add_argument("--outer-lr", type=float, help="its learning rate (default: per task)")
+    parser.add_argument("--max-steps", type=int, help="cap on outer steps or trials")
+    parser.add_argument("--hvps", type=int, help="CG iteration cap or number of Neumann terms")
+    parser.add_argument("--neumann-lr", type=_neumann_lr, help="Neumann step size, or 'auto'")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads {args.threads} must be at least 1")
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    try:
+        result = run(
+            args.task,
+            args.method,
+            args.out,
+            budget_seconds=args.budget_seconds,
+            seed=args.seed,
+            dataset=args.dataset,
+            outer_optimizer=args.outer_optimizer,
+            outer_lr=args.outer_lr,
+            max_steps=args.max_steps,
+            hvps=args.hvps,
+            neumann_lr=args.neumann_lr,
+            progress=not args.no_progress,
+        )
+    except UsageError as error:
+        parser.error(str(error))
+    best = result["best"]
+    print(
+        f"{args.task}/{args.method} seed {args.seed}: {len(result['history'])} steps in "
+        f"{time.perf_counter() - start:.1f} s; best val loss {best['val_loss']:.4f} "
+        f"(test loss {best['test_loss']:.4f}, accuracy {best['test_accuracy']:.4f}) -> {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
