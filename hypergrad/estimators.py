@@ -17,8 +17,15 @@ from hypergrad import methods as m
 from hypergrad import tree
 from hypergrad.errors import HypergradInputError
 from hypergrad.linearization import Linearization, Loss, _grads, loss_and_grads
-from hypergrad.solvers import (SolveInfo, conjugate_gradient, dense_solve, fixed_point, largest_eigenvalue,
-                               minres, neumann_series)
+from hypergrad.solvers import (
+    SolveInfo,
+    conjugate_gradient,
+    dense_solve,
+    fixed_point,
+    largest_eigenvalue,
+    minres,
+    neumann_series,
+)
 
 Checks = list[tuple[str, torch.Tensor]]
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import hypergrad as hg
 from tests.problems import Ridge, minimise, mlp_inner, mlp_outer, mlp_params, rel_err
