@@ -1,0 +1,429 @@
+"""The architecture search loop shared by every hypergradient method.
+
+One iteration: ``T`` SGD steps on the weights w (training half), then one Adam step on α with the
+hypergradient of the validation loss, computed by the core library:
+
+=============  ===========================================  =========================================
+``--method``   hypergradient (``hypergrad`` method)           inner batch of the Hessian terms
+=============  ===========================================  =========================================
+darts-1st      ∂_αF only (``FirstOrder``)                    -
+darts-2nd      one virtual SGD step of size ξ = current     the last weight-step batch
+               weight lr, mixed term by central differences
+               (``OneStep(finite_difference=True)``)
+idarts         ∂_αF − γ ∂²_{αw}f Σ_{k≤K}(I − γH)^k ∂_wF,      a fresh training batch per term
+               γ = current weight lr (``StochasticNeumann``)
+implicit-cg    (H + δI) v = ∂_wF by CG (``CG``)               the last weight-step batch
+=============  ===========================================  =========================================
+
+The inner objective handed to the library is the training cross-entropy plus the weights' L2 term
+(wd/2)‖w‖², the function SGD with weight decay actually minimises, so the implicit function theorem is
+applied to the same w*(α) the weight steps approach. Weights and α are the supernet's own parameter
+tensors: the library reads them as dicts (it detaches and never mutates them) and only ``alpha.grad``
+is written, after the hypergradient has been checked finite.
+
+Every epoch ends with an atomic checkpoint (model, both optimizers, batch-stream positions, RNG
+states, history), so an interrupted search resumes to exactly the result of an uninterrupted one on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+from tqdm import tqdm
+
+import hypergrad as hg
+from applications.nas.data import BatchStream, ImageSet, load_dataset, split_train_val
+from applications.nas.derive import derive_cell, edge_probabilities
+from applications.nas.network import ALPHA_NAME, Supernet
+
+METHODS = ("darts-1st", "darts-2nd", "idarts", "implicit-cg")
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+_CHECKPOINT_VERSION = 1
+
+
+class SearchConfigError(ValueError):
+    """A search setting out of range; the message names the setting and what it accepts."""
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that determines a search. Defaults are the NAS-Bench-201 / iDARTS paper settings.
+
+    Attributes:
+        method: one of :data:`METHODS`.
+        dataset, data_dir, image_size, train_subset: see :func:`applications.nas.data.load_dataset`.
+        channels, cells_per_stage: C and N of the supernet.
+        epochs, batch_size, seed: as usual; the seed fixes initialisation, split and batch order.
+        w_lr, w_lr_min, w_momentum, w_weight_decay, grad_clip: weight SGD (Nesterov), cosine lr per epoch.
+        alpha_lr, alpha_beta1, alpha_beta2, alpha_weight_decay: the Adam optimizer of α.
+        inner_steps: T, weight steps per architecture step.
+        neumann_terms: K, Hessian terms of the iDARTS series (K HVPs).
+        cg_max_iter, cg_tol, cg_damping: the conjugate-gradient solve of ``implicit-cg``.
+        track_bn_stats: BatchNorm keeps running statistics (else it always normalises by the batch).
+        augment: random crop and flip on training batches.
+        device: torch device string.
+    """
+
+    method: str = "idarts"
+    dataset: str = "mnist5k"
+    data_dir: str | None = None
+    image_size: int | None = None
+    train_subset: int | None = None
+    channels: int = 16
+    cells_per_stage: int = 5
+    epochs: int = 50
+    batch_size: int = 64
+    seed: int = 0
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 5e-4
+    grad_clip: float = 5.0
+    alpha_lr: float = 3e-4
+    alpha_beta1: float = 0.5
+    alpha_beta2: float = 0.999
+    alpha_weight_decay: float = 1e-3
+    inner_steps: int = 1
+    neumann_terms: int = 2
+    cg_max_iter: int = 10
+    cg_tol: float = 1e-2
+    cg_damping: float = 0.1
+    track_bn_stats: bool = False
+    augment: bool = False
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise SearchConfigError(f"method {self.method!r} is unknown; expected one of {', '.join(METHODS)}")
+        positive_ints = ("channels", "cells_per_stage", "epochs", "batch_size", "inner_steps", "cg_max_iter")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise SearchConfigError(f"{name} = {value!r}; expected an integer >= 1")
+        if not isinstance(self.neumann_terms, int) or self.neumann_terms < 0:
+            raise SearchConfigError(f"neumann_terms = {self.neumann_terms!r}; expected an integer >= 0")
+        for name in ("w_lr", "alpha_lr", "grad_clip"):
+            if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
+                raise SearchConfigError(f"{name} = {getattr(self, name)!r}; expected a finite number > 0")
+        nonnegative = ("w_lr_min", "w_weight_decay", "alpha_weight_decay", "cg_tol", "cg_damping", "w_momentum")
+        for name in nonnegative:
+            if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
+                raise SearchConfigError(f"{name} = {getattr(self, name)!r}; expected a finite number >= 0")
+        for name in ("alpha_beta1", "alpha_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise SearchConfigError(f"{name} = {getattr(self, name)!r}; expected a number in [0, 1)")
+        if self.image_size is not None and self.image_size < 4:
+            raise SearchConfigError(f"image_size = {self.image_size}; expected at least 4 pixels")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SearchConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def weight_lr(self, epoch: int) -> float:
+        """Cosine schedule from ``w_lr`` at epoch 0 towards ``w_lr_min`` (one value per epoch)."""
+        return self.w_lr_min + 0.5 * (self.w_lr - self.w_lr_min) * (1 + math.cos(math.pi * epoch / self.epochs))
+
+
+@dataclass
+class SearchState:
+    """What a search has produced so far; also what :func:`run_search` returns."""
+
+    alpha: torch.Tensor
+    history: list[dict[str, Any]] = field(default_factory=list)
+    nonfinite_steps: list[dict[str, Any]] = field(default_factory=list)
+    wall_time: float = 0.0
+    epochs_done: int = 0
+
+
+EpochCallback = Callable[[int, SearchState], None]
+
+
+def estimator(config: SearchConfig, lr: float) -> object:
+    """The ``hypergrad`` method object of ``config.method`` at the current weight learning rate."""
+    if config.method == "darts-1st":
+        return hg.FirstOrder()
+    if config.method == "darts-2nd":
+        return hg.OneStep(lr=lr, finite_difference=True)
+    if config.method == "idarts":
+        return hg.StochasticNeumann(terms=config.neumann_terms, lr=lr)
+    return hg.CG(max_iter=config.cg_max_iter, tol=config.cg_tol, damping=config.cg_damping)
+
+
+@contextlib.contextmanager
+def _frozen_bn_statistics(net: nn.Module) -> Iterator[None]:
+    """BatchNorm normalises by the batch but leaves running statistics alone.
+
+    The hypergradient evaluates the training loss many times (HVPs, finite differences); only the
+    weight steps should move the statistics used at evaluation.
+    """
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d) and m.track_running_stats]
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True
+
+
+class _Search:
+    """The objects of one search, built identically for a fresh start and for a resume."""
+
+    def __init__(self, config: SearchConfig, train: ImageSet, val: ImageSet) -> None:
+        self.config = config
+        device = torch.device(config.device)
+        torch.manual_seed(config.seed)
+        self.net = Supernet(config.channels, config.cells_per_stage, train.in_channels, train.num_classes,
+                            config.track_bn_stats).to(device)
+        self.weights, self.alphas = self.net.split_parameters()
+        self.alpha = self.alphas[ALPHA_NAME]
+        self.w_opt = torch.optim.SGD(list(self.weights.values()), lr=config.w_lr, momentum=config.w_momentum,
+                                     nesterov=config.w_momentum > 0, weight_decay=config.w_weight_decay)
+        self.a_opt = torch.optim.Adam([self.alpha], lr=config.alpha_lr,
+                                      betas=(config.alpha_beta1, config.alpha_beta2),
+                                      weight_decay=config.alpha_weight_decay)
+        # Separate seeded streams: weight steps, validation batches, and the iDARTS Hessian batches,
+        # so each method sees the same weight-step batches whatever it draws for its hypergradient.
+        self.train_stream = BatchStream(train, config.batch_size, config.seed + 1, config.augment, device)
+        self.val_stream = BatchStream(val, config.batch_size, config.seed + 2, False, device)
+        self.hessian_stream = BatchStream(train, config.batch_size, config.seed + 3, config.augment, device)
+        self.val = val
+        self.device = device
+
+    def loss(self, params: dict[str, torch.Tensor], hparams: dict[str, torch.Tensor],
+             batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Cross-entropy of the supernet at (w, α) = (params, hparams): the outer objective F."""
+        x, y = batch
+        return F.cross_entropy(functional_call(self.net, (params, hparams), (x,)), y)
+
+    def inner_loss(self, params: dict[str, torch.Tensor], hparams: dict[str, torch.Tensor],
+                   batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Training cross-entropy plus (wd/2)‖w‖²: the inner objective f."""
+        decay = sum((p * p).sum() for p in params.values())
+        return self.loss(params, hparams, batch) + 0.5 * self.config.w_weight_decay * decay
+
+    def weight_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
+        x, y = batch
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, y)
+        params = list(self.weights.values())
+        # Gradients of the weights only: α must not collect training-loss gradients here.
+        for p, g in zip(params, torch.autograd.grad(loss, params)):
+            p.grad = g
+        nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        self.w_opt.step()
+        return float(loss.detach()), float((logits.argmax(1) == y).float().mean())
+
+    def arch_step(self, lr: float, last_batch: tuple[torch.Tensor, torch.Tensor]) -> Any:
+        """One α step; returns the library's diagnostics. Raises ``hg.NonFiniteError`` before any update."""
+        inner_batch = self.hessian_stream if self.config.method == "idarts" else last_batch
+        # The library warns when a series or solve grows; the log records those steps (info.diverged)
+        # and the progress bar reports them once, instead of a warning per step over the bar.
+        with _frozen_bn_statistics(self.net), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = hg.hypergradient(self.loss, self.inner_loss, self.weights, self.alphas,
+                                      outer_batch=self.val_stream(), inner_batch=inner_batch,
+                                      method=estimator(self.config, lr))
+        grad = result.grads[ALPHA_NAME]
+        if not torch.isfinite(grad).all():  # the library raises on this; kept as the app's own guarantee
+            raise hg.NonFiniteError("non-finite architecture gradient")
+        self.alpha.grad = grad.detach().to(self.alpha.dtype)
+        self.a_opt.step()
+        return result.info
+
+    @torch.no_grad()
+    def evaluate(self, data: ImageSet) -> tuple[float, float]:
+        """Loss and accuracy of the supernet on all of ``data`` (eval mode)."""
+        self.net.eval()
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(data), 256):
+            x, y = data.batch(torch.arange(start, min(start + 256, len(data))), self.device)
+            logits = self.net(x)
+            total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+        self.net.train()
+        return total_loss / len(data), correct / len(data)
+
+    def state_dict(self, state: SearchState) -> dict[str, Any]:
+        return {
+            "version": _CHECKPOINT_VERSION,
+            "config": asdict(self.config),
+            "model": self.net.state_dict(),
+            "w_opt": self.w_opt.state_dict(),
+            "a_opt": self.a_opt.state_dict(),
+            "streams": {name: getattr(self, name).state_dict()
+                        for name in ("train_stream", "val_stream", "hessian_stream")},
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "history": state.history,
+            "nonfinite_steps": state.nonfinite_steps,
+            "wall_time": state.wall_time,
+            "epochs_done": state.epochs_done,
+        }
+
+    def load_state_dict(self, checkpoint: dict[str, Any]) -> SearchState:
+        self.net.load_state_dict(checkpoint["model"])
+        self.w_opt.load_state_dict(checkpoint["w_opt"])
+        self.a_opt.load_state_dict(checkpoint["a_opt"])
+        for name, stream_state in checkpoint["streams"].items():
+            getattr(self, name).load_state_dict(stream_state)
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        np.random.set_state(checkpoint["rng"]["numpy"])
+        random.setstate(checkpoint["rng"]["python"])
+        return SearchState(self.alpha.detach().clone(), checkpoint["history"], checkpoint["nonfinite_steps"],
+                           checkpoint["wall_time"], checkpoint["epochs_done"])
+
+
+def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
+    """Writes ``path`` through a temporary file in the same folder and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
+
+
+def load_checkpoint(out_dir: Path) -> dict[str, Any]:
+    """The checkpoint of a search folder; raises ``FileNotFoundError``/``ValueError`` with one-line reasons."""
+    path = Path(out_dir) / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint {path} to resume from (expected the --out folder of a search)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises several unrelated types for a damaged file
+        raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("version") != _CHECKPOINT_VERSION:
+        raise ValueError(f"checkpoint {path} is not a search checkpoint of this version")
+    return checkpoint
+
+
+def _epoch_record(epoch: int, lr: float, losses: list[float], accs: list[float], val: tuple[float, float],
+                  seconds: float, steps: int, infos: list[Any], skipped: int, alpha: torch.Tensor) -> dict[str, Any]:
+    probs = edge_probabilities(alpha)
+    record: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "weight_lr": lr,
+        "train_loss": float(np.mean(losses)),
+        "train_acc": float(np.mean(accs)),
+        "val_loss": val[0],
+        "val_acc": val[1],
+        "seconds": seconds,
+        "seconds_per_step": seconds / steps,
+        "arch_steps": len(infos),
+        "skipped_arch_steps": skipped,
+        "alpha_softmax": probs.tolist(),
+        "decisive_edges": int((probs.max(dim=1).values >= 0.5).sum()),
+        "arch": str(derive_cell(alpha)),
+    }
+    if infos:
+        record["hvps_per_step"] = float(np.mean([i.hvps for i in infos]))
+        record["solver_iterations"] = float(np.mean([i.iterations for i in infos]))
+        residuals = [i.residual_norm for i in infos if not math.isnan(i.residual_norm)]
+        if residuals:
+            record["residual_norm"] = float(np.mean(residuals))
+        converged = [i.converged for i in infos if i.converged is not None]
+        if converged:
+            record["converged_fraction"] = float(np.mean(converged))
+        record["diverged_steps"] = int(sum(bool(i.diverged) for i in infos))
+    return record
+
+
+def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+               on_epoch_end: EpochCallback | None = None) -> SearchState:
+    """Runs (or resumes) a search, writing ``checkpoint.pt`` and ``log.jsonl`` into ``out_dir`` each epoch.
+
+    Args:
+        config: the search settings (on resume, those stored in the checkpoint are used).
+        out_dir: the search folder.
+        resume: continue from ``out_dir/checkpoint.pt``.
+        progress: show a tqdm progress bar on stderr.
+        on_epoch_end: called with ``(epoch, state)`` after each epoch's checkpoint is on disk.
+
+    Returns:
+        The final :class:`SearchState`.
+    """
+    out = Path(out_dir)
+    checkpoint = load_checkpoint(out) if resume else None
+    if checkpoint is not None:
+        config = SearchConfig.from_dict(checkpoint["config"])
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
+    train, val = split_train_val(dataset.train, config.seed, config.train_subset)
+    search = _Search(config, train, val)
+    state = search.load_state_dict(checkpoint) if checkpoint else SearchState(search.alpha.detach().clone())
+
+    steps = search.train_stream.batches_per_pass
+    bar = tqdm(total=config.epochs * steps, initial=state.epochs_done * steps, disable=not progress,
+               unit="step", dynamic_ncols=True, desc=f"{config.method}")
+    reported_growth = False
+    try:
+        for epoch in range(state.epochs_done, config.epochs):
+            started = time.perf_counter()
+            lr = config.weight_lr(epoch)
+            for group in search.w_opt.param_groups:
+                group["lr"] = lr
+            losses: list[float] = []
+            accs: list[float] = []
+            infos: list[Any] = []
+            skipped = 0
+            for step in range(steps):
+                batch = search.train_stream()
+                loss, acc = search.weight_step(batch)
+                losses.append(loss)
+                accs.append(acc)
+                if (step + 1) % config.inner_steps == 0:
+                    try:
+                        infos.append(search.arch_step(lr, batch))
+                        if infos[-1].diverged and not reported_growth:
+                            reported_growth = True
+                            bar.write(f"note: the {config.method} solve grew at epoch {epoch + 1}, step {step + 1} "
+                                      f"({infos[-1].message or 'diverged'}); such steps are counted in the log "
+                                      "as diverged_steps")
+                    except hg.NonFiniteError as err:
+                        skipped += 1
+                        note = {"epoch": epoch + 1, "step": step + 1, "message": str(err).splitlines()[0]}
+                        state.nonfinite_steps.append(note)
+                        bar.write(f"warning: non-finite hypergradient at epoch {epoch + 1}, step {step + 1}; "
+                                  f"α step skipped ({note['message']})")
+                elapsed = time.perf_counter() - started
+                bar.set_description(f"{config.method} epoch {epoch + 1}/{config.epochs}")
+                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{np.mean(accs):.3f}",
+                                val_acc=f"{state.history[-1]['val_acc']:.3f}" if state.history else "-",
+                                s_step=f"{elapsed / (step + 1):.2f}", refresh=False)
+                bar.update(1)
+            val_metrics = search.evaluate(val)
+            seconds = time.perf_counter() - started
+            state.history.append(_epoch_record(epoch, lr, losses, accs, val_metrics, seconds, steps, infos,
+                                               skipped, search.alpha))
+            state.alpha = search.alpha.detach().clone()
+            state.wall_time += seconds
+            state.epochs_done = epoch + 1
+            atomic_write_text(out / LOG, "".join(json.dumps(r) + "\n" for r in state.history))
+            checkpoint_state = search.state_dict(state)
+            atomic_write_bytes(out / CHECKPOINT, lambda handle: torch.save(checkpoint_state, handle))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, state)
+    finally:
+        bar.close()
+    return state
