@@ -52,12 +52,13 @@ class LBFGSSolver:
     Attributes:
         tol: Stop once the largest absolute gradient entry is at most ``tol`` (default ``1e-8``).
         max_iter: Iteration cap (default ``1000``).
-        history_size: Number of curvature pairs L-BFGS keeps (default ``20``).
+        history_size: Number of curvature pairs L-BFGS keeps (default ``100``; ill-conditioned
+            problems such as noisy-label reweighting need many pairs to converge in few iterations).
     """
 
     tol: float = 1e-8
     max_iter: int = 1000
-    history_size: int = 20
+    history_size: int = 100
 
     def __call__(
         self, objective: Objective, params: Mapping[str, Tensor], batches: Callable[[], Any]

@@ -56,8 +56,8 @@ class Reweight(Task):
     """Per-example weights of noisy-label softmax regression on MNIST-5k or digits.
 
     Args:
-        dataset: ``"mnist5k"`` (2,000 train / 200 validation / 2,800 test) or ``"digits"``
-            (1,000 / 100 / 697).
+        dataset: ``"digits"`` (1,000 train / 100 validation / 697 test) or ``"mnist5k"``
+            (2,000 / 200 / 2,800).
         seed: Seed of the split and of the label flips.
         flip_fraction: Share of training labels replaced by another class (default 0.4).
         l2: Fixed L2 penalty λ₀ on the weights.
@@ -67,14 +67,14 @@ class Reweight(Task):
     """
 
     name = "reweight"
-    datasets = ("mnist5k", "digits")
+    datasets = ("digits", "mnist5k")
     default_cg: dict[str, Any] = {"max_iter": 100, "tol": 1e-10, "damping": 0.0}
     default_neumann: dict[str, Any] = {"terms": 50, "lr": 0.5}
     default_outer_lr = 0.5
 
     def __init__(
         self,
-        dataset: str = "mnist5k",
+        dataset: str = "digits",
         seed: int = 0,
         flip_fraction: float = 0.4,
         l2: float = 1e-3,
