@@ -115,6 +115,7 @@ def run(
     max_steps: int | None = None,
     hvps: int | None = None,
     neumann_lr: float | str | None = None,
+    warm_start: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Tune ``task`` with ``method`` and write the result into ``out``.
@@ -131,6 +132,7 @@ def run(
         max_steps: Optional cap on outer steps / trials.
         hvps: Override of the CG iteration cap / number of Neumann terms.
         neumann_lr: Override of the Neumann step γ (float or ``"auto"``).
+        warm_start: Warm-start inner solves from the previous outer step (gradient methods).
         progress: Show a progress bar.
 
     Returns:
@@ -175,7 +177,12 @@ def run(
         "max_steps": max_steps,
     }
     if method in GRADIENT_METHODS:
-        config.update(outer_optimizer=optimizer_class.__name__, outer_lr=lr, hypergradient=repr(hg_method))
+        config.update(
+            outer_optimizer=optimizer_class.__name__,
+            outer_lr=lr,
+            hypergradient=repr(hg_method),
+            warm_start=warm_start,
+        )
 
     _warm_up_torch_optim()
     torch.manual_seed(seed)
@@ -183,7 +190,9 @@ def run(
     trace = Trace(problem, budget, f"{task}/{method}", progress)
     try:
         if method in GRADIENT_METHODS:
-            implicit_search(problem, hg_method, lambda ps: optimizer_class(ps, lr=lr), budget, trace)
+            implicit_search(
+                problem, hg_method, lambda ps: optimizer_class(ps, lr=lr), budget, trace, warm_start
+            )
         else:
             trial_search(problem, proposer, budget, trace)
     finally:
@@ -219,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, help="cap on outer steps or trials")
     parser.add_argument("--hvps", type=int, help="CG iteration cap or number of Neumann terms")
     parser.add_argument("--neumann-lr", type=_neumann_lr, help="Neumann step size, or 'auto'")
+    parser.add_argument(
+        "--cold-start", action="store_true", help="start every inner solve from the initial weights"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
@@ -239,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_steps=args.max_steps,
             hvps=args.hvps,
             neumann_lr=args.neumann_lr,
+            warm_start=not args.cold_start,
             progress=not args.no_progress,
         )
     except UsageError as error:

@@ -1,0 +1,178 @@
+"""Command line: compare HPO runs on one chart and in one table.
+
+    python -m applications.hpo.compare runs/hpo/logreg-l2 --out docs/img/hpo_logreg-l2.png \\
+        [--table table.md] [--at SECONDS]
+
+Each path is a run directory (holding ``result.json``) or a folder searched recursively for them.
+The chart draws the best validation loss found so far against charged wall time, one colour per
+method, one line per seed. The table compares methods at equal wall time ``--at`` (default: the
+smallest budget among the runs): the test metrics of the model with the best validation loss found by
+then, and the time each method needs to reach the best validation loss random search found with the
+same seed by then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .results import RESULT_FILE
+
+Run = dict[str, Any]
+#: Reference method of the "time to reach" column.
+REFERENCE = "random"
+
+
+def load_runs(paths: Sequence[Path]) -> list[Run]:
+    """Read every ``result.json`` at or under ``paths``.
+
+    Raises:
+        FileNotFoundError: If a path does not exist or holds no result.
+    """
+    runs: list[Run] = []
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist")
+        files = [path] if path.is_file() else sorted(path.rglob(RESULT_FILE))
+        if not files:
+            raise FileNotFoundError(f"no {RESULT_FILE} under {path}")
+        runs.extend(json.loads(file.read_text()) for file in files)
+    return runs
+
+
+def best_until(run: Run, seconds: float) -> dict[str, Any] | None:
+    """The record with the lowest validation loss among those charged at most ``seconds``."""
+    records = [r for r in run["history"] if r["time"] <= seconds and math.isfinite(r["val_loss"])]
+    return min(records, key=lambda r: r["val_loss"], default=None)
+
+
+def time_to_reach(run: Run, target: float) -> float | None:
+    """Charged seconds until the run first records a validation loss ``<= target`` (None: never)."""
+    return next((r["time"] for r in run["history"] if r["val_loss"] <= target), None)
+
+
+def _mean_std(values: list[float], digits: int) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def summary_table(runs: list[Run], at: float) -> str:
+    """A Markdown table comparing the methods of each task at ``at`` charged seconds.
+
+    Columns: seeds, steps (outer steps or trials) by then, best validation loss, test loss and
+    accuracy of that model (mean ± standard deviation over seeds), the time to reach random search's
+    best validation loss of the same seed (mean over the seeds that reach it, and how many do), and,
+    where the task reports them, its task metrics at the best record.
+    """
+    groups: dict[tuple[str, str], dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        groups[(run["task"], run["dataset"])][run["method"]].append(run)
+    task_keys = [k for k in ("precision_at_k", "auc") if any(k in (r["best"] or {}) for r in runs)]
+    lines = [
+        f"| task | method | seeds | steps | best val loss | test loss | test accuracy "
+        f"| time to random's best (s) |" + "".join(f" {k} |" for k in task_keys),
+        "|" + " --- |" * (8 + len(task_keys)),
+    ]
+    for (task, dataset), methods in sorted(groups.items()):
+        targets = {}
+        for run in methods.get(REFERENCE, []):
+            best = best_until(run, at)
+            if best is not None:
+                targets[run["seed"]] = best["val_loss"]
+        for method, members in sorted(methods.items()):
+            bests = [b for b in (best_until(run, at) for run in members) if b is not None]
+            steps = [sum(r["time"] <= at for r in run["history"]) for run in members]
+            reached = [
+                time_to_reach(run, targets[run["seed"]]) for run in members if run["seed"] in targets
+            ]
+            hits = [t for t in reached if t is not None]
+            reach = f"{_mean_std(hits, 1)} ({len(hits)}/{len(reached)})" if reached else "—"
+            extras = [_mean_std([b[k] for b in bests if k in b], 3) for k in task_keys]
+            lines.append(
+                f"| {task} ({dataset}) | {method} | {len(members)} | {_mean_std(steps, 0)} "
+                f"| {_mean_std([b['val_loss'] for b in bests], 4)} "
+                f"| {_mean_std([b['test_loss'] for b in bests], 4)} "
+                f"| {_mean_std([b['test_accuracy'] for b in bests], 4)} | {reach} |" + "".join(f" {e} |" for e in extras)
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: list[Run], out: Path, at: float | None = None) -> None:
+    """Draw the best validation loss so far against charged wall time and save it to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = sorted({run["method"] for run in runs})
+    colours = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(methods)}
+    figure, axes = plt.subplots(figsize=(7, 4.2))
+    labelled: set[str] = set()
+    for run in sorted(runs, key=lambda r: (r["method"], r["seed"])):
+        times, best, lowest = [], [], math.inf
+        for record in run["history"]:
+            lowest = min(lowest, record["val_loss"])
+            times.append(record["time"])
+            best.append(lowest)
+        label = None if run["method"] in labelled else run["method"]
+        labelled.add(run["method"])
+        axes.step(times, best, where="post", color=colours[run["method"]], alpha=0.8, label=label)
+    if at is not None:
+        axes.axvline(at, color="grey", linestyle=":", linewidth=1)
+    tasks = sorted({f"{run['task']} ({run['dataset']})" for run in runs})
+    axes.set_title(", ".join(tasks) + f": {len({r['seed'] for r in runs})} seeds")
+    axes.set_xlabel("wall time charged to the budget (s)")
+    axes.set_ylabel("best validation loss so far")
+    axes.set_yscale("log")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m applications.hpo.compare``; returns the exit status."""
+    parser = _Parser(prog="applications.hpo.compare", description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="run directories or folders of them")
+    parser.add_argument("--out", type=Path, required=True, help="PNG file of the chart")
+    parser.add_argument("--table", type=Path, help="also write the Markdown table here")
+    parser.add_argument("--at", type=float, help="equal wall time of the table (default: smallest budget)")
+    args = parser.parse_args(argv)
+    if args.out.suffix.lower() != ".png":
+        parser.error(f"--out {str(args.out)!r} must end in .png")
+    if args.at is not None and not args.at > 0:
+        parser.error(f"--at {args.at} must be positive")
+    try:
+        runs = load_runs(args.paths)
+    except (FileNotFoundError, json.JSONDecodeError, KeyError) as error:
+        parser.error(str(error))
+    at = args.at if args.at is not None else min(run["budget_seconds"] for run in runs)
+    plot(runs, args.out, at)
+    table = summary_table(runs, at)
+    if args.table is not None:
+        args.table.write_text(table)
+    print(f"at {at:g} s:\n{table}", end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
