@@ -16,7 +16,7 @@ import torch.distributed as dist
 from hypergrad import tree
 
 
-def all_reduce_mean(grads: Mapping[str, torch.Tensor], group: object = None) -> dict[str, torch.Tensor]:
+def all_reduce_mean(grads: Mapping[str, torch.Tensor], group: dist.ProcessGroup | None = None) -> dict[str, torch.Tensor]:
     """The mean of ``grads`` over the ranks of ``group``; a copy of ``grads`` when not distributed.
 
     Args:

@@ -95,7 +95,7 @@ def _checked(preconditioner: Callable[[dict], dict] | None) -> Callable[[dict], 
     return apply
 
 
-def implicit_solve(method: m.Method, inner_loss: Loss, params: dict[str, torch.Tensor],
+def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss, params: dict[str, torch.Tensor],
                    hparams: dict[str, torch.Tensor], rhs: dict[str, torch.Tensor],
                    draw_inner: Callable[[], Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
     """Solve ``(H + δI) v = rhs`` with ``method`` and return ``(v, (∂²_{λw} f)ᵀ v, info)``."""
@@ -130,7 +130,7 @@ def implicit_solve(method: m.Method, inner_loss: Loss, params: dict[str, torch.T
     return v, mixed, info
 
 
-def implicit(method: m.Method, p: Problem) -> Estimate:
+def implicit(method: m.ImplicitMethod, p: Problem) -> Estimate:
     value, rhs, direct = loss_and_grads(p.outer_loss, p.params, p.hparams, p.outer_batch, "outer_loss")
     v, mixed, info = implicit_solve(method, p.inner_loss, p.params, p.hparams, rhs, p.draw_inner)
     grads = tree.sub(direct, mixed)

@@ -25,13 +25,12 @@ from hypergrad.linearization import Loss
 from hypergrad.solvers import SolveInfo
 from hypergrad.solvers.info import under_transform
 
-_IMPLICIT_METHODS = (m.Exact, m.CG, m.MINRES, m.Neumann, m.StochasticNeumann, m.FixedPoint)
 
 
 @dataclass
 class _Spec:
     inner_loss: Loss
-    method: m.Method
+    method: m.ImplicitMethod
     w_keys: list[str]
     h_keys: list[str]
     draw: Callable[[], Any]
@@ -78,7 +77,7 @@ class _ImplicitSolution(torch.autograd.Function):
 
 
 def implicit(inner_loss: Loss, params: Mapping[str, torch.Tensor], hparams: Mapping[str, torch.Tensor],
-             inner_batch: Any = None, method: m.Method | None = None,
+             inner_batch: Any = None, method: m.ImplicitMethod | None = None,
              on_solve: Callable[[SolveInfo], None] | None = None) -> dict[str, torch.Tensor]:
     """``params`` (an inner solution) attached to the autograd graph of ``hparams`` by the IFT.
 
@@ -106,8 +105,8 @@ def implicit(inner_loss: Loss, params: Mapping[str, torch.Tensor], hparams: Mapp
         raise HypergradInputError(f"inner_loss is a {type(inner_loss).__name__}; expected a callable")
     tree.check_tensor_dict(params, "params")
     tree.check_tensor_dict(hparams, "hparams")
-    if not isinstance(method, _IMPLICIT_METHODS):
-        names = ", ".join(c.__name__ + "()" for c in _IMPLICIT_METHODS)
+    if not isinstance(method, m.IMPLICIT_METHODS):
+        names = ", ".join(c.__name__ + "()" for c in m.IMPLICIT_METHODS)
         raise HypergradInputError(f"implicit(method={method!r}): expected one of {names}")
     spec = _Spec(inner_loss, method, list(params), list(hparams), batch_sampler(inner_batch), on_solve)
     out = _ImplicitSolution.apply(spec, *params.values(), *hparams.values())

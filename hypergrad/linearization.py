@@ -73,9 +73,9 @@ def loss_and_grads(loss_fn: Loss, params: Mapping[str, torch.Tensor], hparams: M
     lam = tree.detach(hparams, True)
     with torch.enable_grad():
         loss = _as_scalar_loss(loss_fn(w, lam, batch), who)
-        g = _grads(loss, {**{("w", k): v for k, v in w.items()}, **{("h", k): v for k, v in lam.items()}})
-    gw = {k: g[("w", k)] for k in w}
-    gh = {k: g[("h", k)] for k in lam}
+        g = _grads(loss, {**{f"w/{k}": v for k, v in w.items()}, **{f"h/{k}": v for k, v in lam.items()}})
+    gw = {k: g[f"w/{k}"] for k in w}
+    gh = {k: g[f"h/{k}"] for k in lam}
     return loss.detach(), gw, gh
 
 

@@ -10,25 +10,26 @@ function theorem at a stationary point of f:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from hypergrad.errors import HypergradInputError
 from hypergrad.linearization import check_hvp_mode
 
 
-def _positive_int(obj: object, name: str, value: object, minimum: int = 1) -> None:
+def _positive_int(obj: object, name: str, value: Any, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise HypergradInputError(f"{type(obj).__name__}({name}={value!r}): expected an integer >= {minimum}")
 
 
-def _nonnegative(obj: object, name: str, value: object, strict: bool = False) -> None:
+def _nonnegative(obj: object, name: str, value: Any, strict: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
     if not ok or value < 0 or (strict and value == 0) or value == float("inf"):
         bound = "> 0" if strict else ">= 0"
         raise HypergradInputError(f"{type(obj).__name__}({name}={value!r}): expected a finite number {bound}")
 
 
-def _step(obj: object, value: object) -> None:
+def _step(obj: object, value: Any) -> None:
     if value == "auto":
         return
     _nonnegative(obj, "lr", value, strict=True)
@@ -104,7 +105,7 @@ class CG:
     max_iter: int = 100
     tol: float = 1e-10
     damping: float = 0.0
-    preconditioner: object = None
+    preconditioner: Callable[[dict], dict] | None = None
     hvp: str = "reverse"
     check_every: int | None = None
 
@@ -232,4 +233,6 @@ class Unrolled:
 
 
 Method = FirstOrder | OneStep | Exact | CG | MINRES | Neumann | StochasticNeumann | FixedPoint | Unrolled
+ImplicitMethod = Exact | CG | MINRES | Neumann | StochasticNeumann | FixedPoint
+IMPLICIT_METHODS = (Exact, CG, MINRES, Neumann, StochasticNeumann, FixedPoint)
 METHODS = (FirstOrder, OneStep, Exact, CG, MINRES, Neumann, StochasticNeumann, FixedPoint, Unrolled)

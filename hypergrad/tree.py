@@ -6,7 +6,7 @@ kernels, which launch one kernel per dict instead of one per tensor.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -58,7 +58,7 @@ def _vals(a: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
     return list(a.values())
 
 
-def _wrap(keys: Mapping[str, torch.Tensor], values: list[torch.Tensor]) -> Tree:
+def _wrap(keys: Mapping[str, torch.Tensor], values: Sequence[torch.Tensor]) -> Tree:
     return dict(zip(keys.keys(), values))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -53,7 +54,7 @@ class SolveInfo:
     message: str = ""
     extra: dict = field(default_factory=dict)
 
-    def replace(self, **changes: object) -> SolveInfo:
+    def replace(self, **changes: Any) -> SolveInfo:
         return dataclasses.replace(self, **changes)
 
 
