@@ -26,7 +26,6 @@ from hypergrad.solvers import SolveInfo
 from hypergrad.solvers.info import under_transform
 
 
-
 @dataclass
 class _Spec:
     inner_loss: Loss

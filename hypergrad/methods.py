@@ -9,8 +9,8 @@ function theorem at a stationary point of f:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from hypergrad.errors import HypergradInputError
