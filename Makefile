@@ -34,6 +34,7 @@ search: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hypergrad applications tests benchmarks
+	$(VENV)/bin/mypy hypergrad --ignore-missing-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks *.egg-info
