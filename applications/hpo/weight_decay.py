@@ -62,9 +62,9 @@ class WeightDecay(Task):
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             model = nn.Sequential(
-                nn.Linear(splits.train.x.shape[1], hidden),
+                nn.Linear(splits.train.x.shape[1], hidden, dtype=torch.float32),
                 nn.ReLU(),
-                nn.Linear(hidden, splits.n_classes),
+                nn.Linear(hidden, splits.n_classes, dtype=torch.float32),
             )
         super().__init__(splits, model, seed)
         self.dataset = dataset
