@@ -59,8 +59,8 @@ class ImageSet:
     def batch(self, indices: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised float images and labels at ``indices``, on ``device``."""
         x = self.images[indices].to(device=device, dtype=torch.float32) / 255.0
-        mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         return (x - mean) / std, self.labels[indices].to(device)
 
 
@@ -167,18 +167,20 @@ def load_dataset(name: str, data_dir: str | Path | None = None, image_size: int 
     raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
 
 
-def split_train_val(data: ImageSet, seed: int, subset: int | None = None) -> tuple[ImageSet, ImageSet]:
-    """Halves of a seeded permutation of the training set (of its first ``subset`` images after shuffling).
+def split_train_val(data: ImageSet, seed: int, subset: int | None = None,
+                    val_fraction: float = 0.5) -> tuple[ImageSet, ImageSet]:
+    """A seeded split of the training set (of ``subset`` images drawn from it) into two parts.
 
-    The search trains weights on the first half and α on the second, as DARTS and NAS-Bench-201 do.
+    With the default ``val_fraction`` the parts are halves: the search trains weights on the first and
+    α on the second, as DARTS and NAS-Bench-201 do.
     """
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     if subset is not None:
         if not 2 <= subset <= len(data):
             raise DataError(f"--train-subset {subset} must lie in 2..{len(data)} for this dataset")
         order = order[:subset]
-    half = len(order) // 2
-    return data.subset(order[:half]), data.subset(order[half:])
+    cut = len(order) - round(len(order) * val_fraction)
+    return data.subset(order[:cut]), data.subset(order[cut:])
 
 
 class BatchStream:

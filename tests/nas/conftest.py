@@ -1,0 +1,19 @@
+"""Shared fixtures of the NAS tests: tiny searches that finish in seconds on a CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread() -> None:
+    # The searches in these tests are tiny; one thread keeps their timing stable on a shared machine.
+    torch.set_num_threads(1)
+
+
+TINY_SEARCH = [
+    "--dataset", "digits", "--train-subset", "96", "--batch-size", "16", "--channels", "2",
+    "--cells-per-stage", "1", "--epochs", "2", "--cg-max-iter", "2", "--no-progress",
+]
+"""Command-line options of a search that runs in about a second (3 steps per epoch)."""
