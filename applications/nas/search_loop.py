@@ -28,6 +28,7 @@ states, history), so an interrupted search resumes to exactly the result of an u
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -420,8 +421,7 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
             state.wall_time += seconds
             state.epochs_done = epoch + 1
             atomic_write_text(out / LOG, "".join(json.dumps(r) + "\n" for r in state.history))
-            checkpoint_state = search.state_dict(state)
-            atomic_write_bytes(out / CHECKPOINT, lambda handle: torch.save(checkpoint_state, handle))
+            atomic_write_bytes(out / CHECKPOINT, functools.partial(torch.save, search.state_dict(state)))
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, state)
     finally:
