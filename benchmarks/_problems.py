@@ -81,6 +81,7 @@ class Bilevel:
     hparams: Tree
     train: Batch
     val: Batch
+    lbfgs_iter: int = 300  # L-BFGS iterations of the inner solve, before the Newton polish
     grad_norm: float = float("nan")  # ‖∂_w f‖ at ``params``: how close to stationary the solution is
     curvature: float = float("nan")  # largest Hessian eigenvalue, for the step of Neumann-type methods
 
@@ -105,12 +106,12 @@ class Bilevel:
         return draw
 
 
-def _solve_inner(problem: Bilevel, lbfgs_iter: int, newton_steps: int = 4) -> None:
+def solve_inner(problem: Bilevel, newton_steps: int = 4) -> None:
     """Minimise f over the weights in place: L-BFGS, then Newton steps (CG on the exact Hessian) until
     ‖∂_w f‖ ≤ 1e-11, because the implicit function theorem holds only at a stationary point.
     Records ‖∂_w f‖ and the largest Hessian eigenvalue."""
     params = {k: v.detach().clone().requires_grad_() for k, v in problem.params.items()}
-    opt = torch.optim.LBFGS(list(params.values()), lr=1.0, max_iter=lbfgs_iter, history_size=50,
+    opt = torch.optim.LBFGS(list(params.values()), lr=1.0, max_iter=problem.lbfgs_iter, history_size=50,
                             tolerance_grad=1e-9, tolerance_change=0.0, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
@@ -131,19 +132,20 @@ def _solve_inner(problem: Bilevel, lbfgs_iter: int, newton_steps: int = 4) -> No
     problem.curvature = float(largest_eigenvalue(lin.hvp, problem.params, iters=30))
 
 
-def softmax_regression() -> Bilevel:
+def softmax_regression(solve: bool = True) -> Bilevel:
     """Softmax regression on MNIST-5k, one L2 weight per entry of W around 0.1, solved to ‖∂_w f‖ ≤ 1e-11."""
     train, val = mnist5k()
     gen = torch.Generator().manual_seed(0)
     params = {"W": torch.zeros(784, 10, dtype=DTYPE), "b": torch.zeros(10, dtype=DTYPE)}
     # Spread the weights so that the hypergradient differs from entry to entry.
     hparams = {"W": np.log(0.1) + 0.5 * torch.randn(784, 10, generator=gen, dtype=DTYPE)}
-    problem = Bilevel("softmax", softmax_logits, params, hparams, train, val)
-    _solve_inner(problem, lbfgs_iter=300)
+    problem = Bilevel("softmax", softmax_logits, params, hparams, train, val, lbfgs_iter=300)
+    if solve:
+        solve_inner(problem)
     return problem
 
 
-def mlp(hidden: int = 128, train_size: int = 250) -> Bilevel:
+def mlp(solve: bool = True, hidden: int = 128, train_size: int = 250) -> Bilevel:
     """Tanh MLP on a class-balanced MNIST-5k subset, weight decay ~0.05 per weight, solved by L-BFGS."""
     train, val = mnist5k()
     keep = torch.arange(len(train[1])) % 400 < train_size // 10  # the same count per class
@@ -153,8 +155,9 @@ def mlp(hidden: int = 128, train_size: int = 250) -> Bilevel:
     params = {k: torch.randn(s, generator=gen, dtype=DTYPE) / (s[0] ** 0.5 if len(s) == 2 else 10.0)
               for k, s in shapes.items()}
     hparams = {k: np.log(0.05) + 0.5 * torch.randn(s, generator=gen, dtype=DTYPE) for k, s in shapes.items()}
-    problem = Bilevel("mlp", mlp_logits, params, hparams, train, val)
-    _solve_inner(problem, lbfgs_iter=500)
+    problem = Bilevel("mlp", mlp_logits, params, hparams, train, val, lbfgs_iter=500)
+    if solve:
+        solve_inner(problem)
     return problem
 
 

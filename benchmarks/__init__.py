@@ -1,0 +1,1 @@
+"""pytest-benchmark suites: estimators, HVP modes and peers side by side (``make bench``)."""
