@@ -79,8 +79,8 @@ def summary_table(runs: list[Run], at: float) -> str:
         groups[(run["task"], run["dataset"])][run["method"]].append(run)
     task_keys = [k for k in ("precision_at_k", "auc") if any(k in (r["best"] or {}) for r in runs)]
     lines = [
-        f"| task | method | seeds | steps | best val loss | test loss | test accuracy "
-        f"| time to random's best (s) |" + "".join(f" {k} |" for k in task_keys),
+        "| task | method | seeds | steps | best val loss | test loss | test accuracy "
+        "| time to random's best (s) |" + "".join(f" {k} |" for k in task_keys),
         "|" + " --- |" * (8 + len(task_keys)),
     ]
     for (task, dataset), methods in sorted(groups.items()):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-import hypergrad as hg
 import torch
 from torch import Tensor
+
+import hypergrad as hg
 
 from .budget import Budget
 from .history import Trace

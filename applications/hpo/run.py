@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import hypergrad as hg
 import torch
+
+import hypergrad as hg
 
 from .baselines import GridProposer, Proposer, RandomProposer, TPEProposer, trial_search
 from .budget import Budget

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hypergrad as hg
 import torch
 
+import hypergrad as hg
 from applications.hpo.budget import Budget
 from applications.hpo.data import Split, Splits
 from applications.hpo.history import Trace

@@ -6,10 +6,10 @@ curvature memory, so a closer start saves few iterations, and sometimes none.)
 
 from __future__ import annotations
 
-import hypergrad as hg
 import pytest
 import torch
 
+import hypergrad as hg
 from applications.hpo.budget import Budget
 from applications.hpo.history import Trace
 from applications.hpo.logreg_l2 import LogregL2
