@@ -16,8 +16,10 @@ from applications.nas.genotype import EDGES, NUM_NODES, OPERATIONS, Cell  # noqa
 _COLOURS = dict(zip(OPERATIONS, ("#9e9e9e", "#1f77b4", "#2ca02c", "#d62728", "#ff7f0e")))
 
 
-def plot_alpha_history(history: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """One panel per edge: softmax(α) of each operation after every epoch (from the search log)."""
+def plot_alpha_history(history: list[dict[str, Any]], initial_probs: list[list[float]], path: str | Path,
+                       title: str = "") -> Path:
+    """One panel per edge: softmax(α) of each operation at the start (epoch 0) and after every epoch."""
+    history = [{"epoch": 0, "alpha_softmax": initial_probs}, *history]
     epochs = [record["epoch"] for record in history]
     fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharex=True, sharey=True)
     for edge, ((to_node, from_node), ax) in enumerate(zip(EDGES, axes.flat)):
@@ -42,16 +44,19 @@ def plot_alpha_history(history: list[dict[str, Any]], path: str | Path, title: s
 
 def draw_cell(cell: Cell, path: str | Path, title: str = "") -> Path:
     """The cell as a graph: nodes 0 (input) to 3 (output), each non-``none`` edge labelled by its operation."""
-    positions = {0: (0.0, 0.0), 1: (1.0, 1.0), 2: (2.0, -1.0), 3: (3.0, 0.0)}
+    positions = {0: (0.0, 0.0), 1: (1.2, 1.2), 2: (1.8, -1.2), 3: (3.0, 0.0)}
+    # Edges that skip a node curve away from it: 0->2 and 1->3 bend outwards, 0->3 arcs over the middle.
+    bends = {(2, 0): 0.35, (3, 1): -0.35, (3, 0): -0.3}
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for (to_node, from_node), op in zip(EDGES, cell.ops):
         if op == "none":
             continue
         (x0, y0), (x1, y1) = positions[from_node], positions[to_node]
-        bend = 0.35 if (to_node - from_node) > 1 else 0.0  # long edges curve around the middle nodes
+        bend = bends.get((to_node, from_node), 0.0)
         ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), connectionstyle=f"arc3,rad={bend}", arrowstyle="-|>",
                                      mutation_scale=18, color=_COLOURS[op], lw=2, shrinkA=18, shrinkB=18))
-        mx, my = (x0 + x1) / 2 - bend * (y1 - y0) / 2, (y0 + y1) / 2 + bend * (x1 - x0) / 2
+        # Midpoint of matplotlib's arc3 curve: the chord's midpoint moved half-way to the control point.
+        mx, my = (x0 + x1) / 2 + bend * (y1 - y0) / 2, (y0 + y1) / 2 - bend * (x1 - x0) / 2
         ax.text(mx, my, op, ha="center", va="center", fontsize=9,
                 bbox={"boxstyle": "round", "fc": "white", "ec": _COLOURS[op]})
     for node in range(NUM_NODES):

@@ -279,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["files"] = {name: str(out / name) for name in ("log.jsonl", "alpha.png", "cell.png", "checkpoint.pt")}
     atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
     title = f"{config.method}, seed {config.seed}, {config.dataset}, {config.epochs} epochs"
-    plot_alpha_history(state.history, out / "alpha.png", title=f"softmax(alpha) per edge: {title}")
+    plot_alpha_history(state.history, edge_probabilities(state.initial_alpha).tolist(), out / "alpha.png",
+                       title=f"softmax(alpha) per edge: {title}")
     draw_cell(Cell.parse(result["arch"]), out / "cell.png", title=f"derived cell: {title}")
     print(_report(result, config, out, note))
     return 0

@@ -102,7 +102,7 @@ class SearchConfig:
     alpha_weight_decay: float = 1e-3
     inner_steps: int = 1
     neumann_terms: int = 2
-    cg_max_iter: int = 10
+    cg_max_iter: int = 5
     cg_tol: float = 1e-2
     cg_damping: float = 0.1
     track_bn_stats: bool = False
@@ -147,6 +147,7 @@ class SearchState:
     """What a search has produced so far; also what :func:`run_search` returns."""
 
     alpha: torch.Tensor
+    initial_alpha: torch.Tensor
     history: list[dict[str, Any]] = field(default_factory=list)
     nonfinite_steps: list[dict[str, Any]] = field(default_factory=list)
     wall_time: float = 0.0
@@ -272,6 +273,7 @@ class _Search:
             "streams": {name: getattr(self, name).state_dict()
                         for name in ("train_stream", "val_stream", "hessian_stream")},
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "initial_alpha": state.initial_alpha,
             "history": state.history,
             "nonfinite_steps": state.nonfinite_steps,
             "wall_time": state.wall_time,
@@ -287,8 +289,8 @@ class _Search:
         torch.set_rng_state(checkpoint["rng"]["torch"])
         np.random.set_state(checkpoint["rng"]["numpy"])
         random.setstate(checkpoint["rng"]["python"])
-        return SearchState(self.alpha.detach().clone(), checkpoint["history"], checkpoint["nonfinite_steps"],
-                           checkpoint["wall_time"], checkpoint["epochs_done"])
+        return SearchState(self.alpha.detach().clone(), checkpoint["initial_alpha"], checkpoint["history"],
+                           checkpoint["nonfinite_steps"], checkpoint["wall_time"], checkpoint["epochs_done"])
 
 
 def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
@@ -372,7 +374,10 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
     dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
     train, val = split_train_val(dataset.train, config.seed, config.train_subset)
     search = _Search(config, train, val)
-    state = search.load_state_dict(checkpoint) if checkpoint else SearchState(search.alpha.detach().clone())
+    if checkpoint:
+        state = search.load_state_dict(checkpoint)
+    else:
+        state = SearchState(search.alpha.detach().clone(), search.alpha.detach().clone())
 
     steps = search.train_stream.batches_per_pass
     bar = tqdm(total=config.epochs * steps, initial=state.epochs_done * steps, disable=not progress,
