@@ -29,8 +29,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-columns=min,median,mean,rounds --benchmark-sort=name
 
+# The demo search: iDARTS on MNIST-5k, NAS-Bench-201 space, sized for ~5 minutes on 2 cores.
+SEARCH_OUT ?= runs/search-demo
+SEARCH_SEED ?= 0
 search: $(STAMP)
-	@echo "make search: the NAS application is not wired yet (see issue #3)"; exit 1
+	$(PY) -m applications.nas.search --preset cpu-demo --seed $(SEARCH_SEED) --out $(SEARCH_OUT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hypergrad applications tests benchmarks
