@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from benchmarks._problems import Bilevel, from_jax, jaxopt_cg, matmul_floor, relative_error, torchopt_cg
 
 import hypergrad as hg
+from benchmarks._problems import Bilevel, from_jax, jaxopt_cg, matmul_floor, relative_error, torchopt_cg
 from hypergrad import tree
 from hypergrad.linearization import HVP_MODES, Linearization
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from benchmarks._problems import Bilevel, mlp, softmax_regression, solve_inner
 
 import hypergrad as hg
+from benchmarks._problems import Bilevel, mlp, softmax_regression, solve_inner
 
 # Fastest round per benchmark name, filled while the benchmarks run.
 _TIMES: dict[str, float] = {}
