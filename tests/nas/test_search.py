@@ -106,3 +106,19 @@ def test_a_non_finite_hypergradient_is_reported_with_its_step_and_never_applied(
     assert not torch.equal(calls[1], calls[0])  # while the steps around it did move α
     assert torch.isfinite(state.alpha).all()
     assert state.history[0]["skipped_arch_steps"] == 1 and state.history[0]["arch_steps"] == 2
+
+
+def test_report_tabulates_searches_and_averages_each_method(tmp_path: Path, tiny_search: list[str],
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from applications.nas.report import cli as report_cli
+
+    for seed in (0, 1):
+        assert search_cli([*tiny_search, "--epochs", "1", "--seed", str(seed), "--out", str(tmp_path / str(seed))]) == 0
+    capsys.readouterr()
+    assert report_cli([str(tmp_path / "0"), str(tmp_path / "1" / "result.json")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [json.loads((tmp_path / s / "result.json").read_text()) for s in ("0", "1")]
+    c10 = [r["benchmark"]["arch"]["cifar10_test"] for r in rows]
+    assert lines[2].startswith("| idarts | 0 |") and lines[3].startswith("| idarts | 1 |")
+    assert f"| idarts | 2 | {sum(c10) / 2:.2f} ± " in lines[-1]
+    assert report_cli([str(tmp_path / "absent")]) == 2
