@@ -50,6 +50,7 @@ from tqdm import tqdm
 import hypergrad as hg
 from applications.nas.data import BatchStream, ImageSet, load_dataset, split_train_val
 from applications.nas.derive import derive_cell, edge_probabilities
+from applications.nas.evaluation import evaluate
 from applications.nas.network import ALPHA_NAME, Supernet
 
 METHODS = ("darts-1st", "darts-2nd", "idarts", "implicit-cg")
@@ -206,7 +207,6 @@ class _Search:
         self.train_stream = BatchStream(train, config.batch_size, config.seed + 1, config.augment, device)
         self.val_stream = BatchStream(val, config.batch_size, config.seed + 2, False, device)
         self.hessian_stream = BatchStream(train, config.batch_size, config.seed + 3, config.augment, device)
-        self.val = val
         self.device = device
 
     def loss(self, params: dict[str, torch.Tensor], hparams: dict[str, torch.Tensor],
@@ -249,19 +249,6 @@ class _Search:
         self.alpha.grad = grad.detach().to(self.alpha.dtype)
         self.a_opt.step()
         return result.info
-
-    @torch.no_grad()
-    def evaluate(self, data: ImageSet) -> tuple[float, float]:
-        """Loss and accuracy of the supernet on all of ``data`` (eval mode)."""
-        self.net.eval()
-        total_loss, correct = 0.0, 0
-        for start in range(0, len(data), 256):
-            x, y = data.batch(torch.arange(start, min(start + 256, len(data))), self.device)
-            logits = self.net(x)
-            total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(1) == y).sum())
-        self.net.train()
-        return total_loss / len(data), correct / len(data)
 
     def state_dict(self, state: SearchState) -> dict[str, Any]:
         return {
@@ -418,7 +405,7 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
                                 val_acc=f"{state.history[-1]['val_acc']:.3f}" if state.history else "-",
                                 s_step=f"{elapsed / (step + 1):.2f}", refresh=False)
                 bar.update(1)
-            val_metrics = search.evaluate(val)
+            val_metrics = evaluate(search.net, val, search.device)
             seconds = time.perf_counter() - started
             state.history.append(_epoch_record(epoch, lr, losses, accs, val_metrics, seconds, steps, infos,
                                                skipped, search.alpha))

@@ -30,22 +30,11 @@ from applications.nas.cli import (
     positive_int,
     run_cli,
 )
-from applications.nas.data import DATASETS, BatchStream, DataError, ImageSet, load_dataset, split_train_val
+from applications.nas.data import DATASETS, BatchStream, DataError, load_dataset, split_train_val
+from applications.nas.evaluation import evaluate
 from applications.nas.genotype import ArchStringError, Cell
 from applications.nas.network import DerivedNetwork
 from applications.nas.search_loop import atomic_write_text
-
-
-@torch.no_grad()
-def accuracy(net: torch.nn.Module, data: ImageSet, device: torch.device) -> float:
-    """Top-1 accuracy of ``net`` on all of ``data`` in eval mode."""
-    net.eval()
-    correct = 0
-    for start in range(0, len(data), 256):
-        x, y = data.batch(torch.arange(start, min(start + 256, len(data))), device)
-        correct += int((net(x).argmax(1) == y).sum())
-    net.train()
-    return correct / len(data)
 
 
 def _cell_from_args(arch: str | None, result: Path | None) -> Cell:
@@ -114,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bar.set_description(f"epoch {epoch + 1}/{args.epochs}")
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
                 bar.update(1)
-    test_acc = accuracy(net, test, device)
+    _, test_acc = evaluate(net, test, device)
     result = {"arch": str(cell), "connected": cell.is_connected(), "dataset": args.dataset,
               "test_accuracy": test_acc, "evaluated_on": test_name, "epochs": args.epochs,
               "channels": args.channels, "cells_per_stage": args.cells_per_stage,

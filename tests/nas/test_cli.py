@@ -133,3 +133,16 @@ def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
             assert action.help, f"{action.option_strings} has no help"
     for option in ("--method", "--resume", "--exclude-none", "--nb201-table", "--preset", "--track-bn-stats"):
         assert option in text
+
+
+def test_train_retrains_a_cell_from_a_search_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps({"arch": GOOD_ARCH}))
+    assert train_cli(["--result", str(result), "--dataset", "digits", "--channels", "4", "--cells-per-stage", "1",
+                      "--epochs", "2", "--out", str(tmp_path / "retrain")]) == 0
+    trained = json.loads((tmp_path / "retrain" / "train_result.json").read_text())
+    assert trained["arch"] == GOOD_ARCH and trained["evaluated_on"].startswith("held-out")
+    assert trained["test_accuracy"] > 0.5  # ten classes: chance is 0.1
+    assert f"{100 * trained['test_accuracy']:.2f}%" in capsys.readouterr().out
