@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=nonnegative_int, help=f"seed of initialisation, split and batch order [{defaults.seed}]")
     run.add_argument("--out", type=Path, help="output folder (required unless --resume)")
     run.add_argument("--resume", type=Path, metavar="DIR",
-                     help="continue the interrupted search in DIR with its stored settings (other "
-                          "search options are ignored)")
+                     help="continue the interrupted search in DIR with the settings stored in its checkpoint "
+                          "(search options given here are ignored; derivation and table options apply)")
     run.add_argument("--device", help=f"torch device [{defaults.device}]")
     run.add_argument("--threads", type=positive_int, default=1,
                      help="CPU threads for torch [1]: the supernet's small convolutions gain little from more, "
