@@ -14,21 +14,20 @@ right-hand side of the linear system is orthogonal to it and CG never moves alon
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .data import split_dataset
-from .inner_solvers import LBFGSSolver, Params
-from .task import Batch, ScalarSpace, Task, full_batch, quantiles
+from .inner_solvers import Params
+from .task import Batch, ScalarSpace, SoftmaxRegressionTask, quantiles
 
 _LN10 = math.log(10.0)
 
 
-class LogregL2(Task):
+class LogregL2(SoftmaxRegressionTask):
     """Per-feature L2 logistic regression on breast-cancer or digits.
 
     Args:
@@ -53,16 +52,10 @@ class LogregL2(Task):
         init_log10_l2: float = -2.0,
     ) -> None:
         splits = split_dataset(dataset, (None, None, None), seed, torch.float64, standardize=True)
-        model = nn.Linear(splits.train.x.shape[1], splits.n_classes, dtype=torch.float64)
-        super().__init__(splits, model, seed)
+        super().__init__(splits, seed, tol)
         self.dataset = dataset
-        self.inner_solver = self.trial_solver = LBFGSSolver(tol=tol)
         self.scalar_space = ScalarSpace("l2", -6.0, 1.0)
         self.init_log10_l2 = init_log10_l2
-
-    def init_params(self) -> Params:
-        """Zero weights: the problem is convex, so no symmetry needs breaking."""
-        return {k: torch.zeros_like(v) for k, v in self.model.named_parameters()}
 
     def inner_loss(
         self, params: Mapping[str, Tensor], hparams: Mapping[str, Tensor], batch: Batch
@@ -70,10 +63,6 @@ class LogregL2(Task):
         """Mean cross-entropy plus ``½ Σ_j exp(log_l2_j) ‖W_{:, j}‖²``."""
         penalty = (hparams["log_l2"].exp() * params["weight"].pow(2).sum(dim=0)).sum()
         return self.data_loss(params, batch).mean() + 0.5 * penalty
-
-    def train_batches(self) -> Callable[[], Batch]:
-        batch = full_batch(self.splits.train)
-        return lambda: batch
 
     def init_hparams(self) -> Params:
         d = self.splits.train.x.shape[1]
@@ -83,10 +72,6 @@ class LogregL2(Task):
     def hparams_from_scalar(self, log10_value: float) -> Params:
         d = self.splits.train.x.shape[1]
         return {"log_l2": torch.full((d,), log10_value * _LN10, dtype=torch.float64)}
-
-    def random_hparams(self, rng: np.random.Generator) -> Params:
-        assert self.scalar_space is not None
-        return self.hparams_from_scalar(rng.uniform(self.scalar_space.low, self.scalar_space.high))
 
     def summarize_hparams(self, hparams: Mapping[str, Tensor]) -> dict[str, Any]:
         log10_l2 = hparams["log_l2"].detach() / _LN10

@@ -13,17 +13,17 @@ Success is measured by how many of the flipped examples end up with the smallest
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from scipy.stats import rankdata
-from torch import Tensor, nn
+from torch import Tensor
 
 from .data import Split, Splits, flip_labels, split_dataset
-from .inner_solvers import LBFGSSolver, Params
-from .task import Batch, Task, full_batch, quantiles
+from .inner_solvers import Params
+from .task import Batch, SoftmaxRegressionTask, quantiles
 
 _SIZES = {"mnist5k": (2000, 200, None), "digits": (1000, 100, None)}
 
@@ -52,7 +52,7 @@ def flip_detection(weights: Tensor, flipped: Tensor) -> dict[str, float]:
     return {"precision_at_k": precision, "auc": auc, "n_flipped": k}
 
 
-class Reweight(Task):
+class Reweight(SoftmaxRegressionTask):
     """Per-example weights of noisy-label softmax regression on MNIST-5k or digits.
 
     Args:
@@ -88,18 +88,12 @@ class Reweight(Task):
             splits = Splits(Split(clean.train.x, noisy), clean.val, clean.test, clean.n_classes)
         elif flipped is None:
             raise ValueError("a custom split needs its mask of flipped examples")
-        model = nn.Linear(splits.train.x.shape[1], splits.n_classes, dtype=torch.float64)
-        super().__init__(splits, model, seed)
+        super().__init__(splits, seed, tol)
         self.dataset = dataset
         self.flipped = flipped
         self.l2 = l2
-        self.inner_solver = self.trial_solver = LBFGSSolver(tol=tol)
         # Example weights have no meaningful shared value: grid search and TPE do not apply.
         self.scalar_space = None
-
-    def init_params(self) -> Params:
-        """Zero weights: the problem is convex, so no symmetry needs breaking."""
-        return {k: torch.zeros_like(v) for k, v in self.model.named_parameters()}
 
     def inner_loss(
         self, params: Mapping[str, Tensor], hparams: Mapping[str, Tensor], batch: Batch
@@ -108,10 +102,6 @@ class Reweight(Task):
         weights = torch.sigmoid(hparams["logit"][batch.index])
         weighted = (weights * self.data_loss(params, batch)).mean()
         return weighted + 0.5 * self.l2 * params["weight"].pow(2).sum()
-
-    def train_batches(self) -> Callable[[], Batch]:
-        batch = full_batch(self.splits.train)
-        return lambda: batch
 
     def init_hparams(self) -> Params:
         """Every example starts at weight σ(0) = ½, where the weight is most sensitive."""

@@ -87,9 +87,7 @@ def _proposer(task: Task, method: str, seed: int) -> Proposer:
         if method == "grid":
             return GridProposer(task)
         return TPEProposer(task, seed)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    except ModuleNotFoundError as error:
+    except (ValueError, ModuleNotFoundError) as error:
         raise UsageError(str(error)) from None
 
 

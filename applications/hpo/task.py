@@ -179,9 +179,14 @@ class Task(ABC):
     def init_hparams(self) -> Params:
         """Starting hyperparameters of the gradient-based methods (leaf tensors needing grad)."""
 
-    @abstractmethod
     def random_hparams(self, rng: np.random.Generator) -> Params:
-        """One draw of random search."""
+        """One draw of random search: the shared scalar, uniform in ``log10`` over its range.
+
+        Tasks without a :attr:`scalar_space` override this.
+        """
+        if self.scalar_space is None:
+            raise NotImplementedError(f"task {self.name} has no random-search space")
+        return self.hparams_from_scalar(rng.uniform(self.scalar_space.low, self.scalar_space.high))
 
     def hparams_from_scalar(self, log10_value: float) -> Params:
         """Every hyperparameter set to the shared value ``10 ** log10_value``.
@@ -204,6 +209,31 @@ class Task(ABC):
     def n_hparams(self) -> int:
         """Number of scalar hyperparameters the gradient-based methods tune."""
         return sum(t.numel() for t in self.init_hparams().values())
+
+
+class SoftmaxRegressionTask(Task):
+    """A task whose model is softmax regression in float64, fitted on the whole training split.
+
+    The inner problem is convex, so it starts from zero weights (no symmetry to break) and is solved
+    by L-BFGS to a gradient tolerance, both between outer steps and in black-box trials.
+
+    Args:
+        splits: The data, features in float64.
+        seed: Seed of the task.
+        tol: Inner gradient tolerance (largest absolute entry).
+    """
+
+    def __init__(self, splits: Splits, seed: int, tol: float) -> None:
+        model = nn.Linear(splits.train.x.shape[1], splits.n_classes, dtype=torch.float64)
+        super().__init__(splits, model, seed)
+        self.inner_solver = self.trial_solver = LBFGSSolver(tol=tol)
+        self._train = full_batch(splits.train)
+
+    def init_params(self) -> Params:
+        return {k: torch.zeros_like(v) for k, v in self.model.named_parameters()}
+
+    def train_batches(self) -> Callable[[], Batch]:
+        return lambda: self._train
 
 
 def quantiles(values: Tensor) -> dict[str, float]:

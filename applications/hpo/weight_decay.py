@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -98,10 +97,6 @@ class WeightDecay(Task):
 
     def hparams_from_scalar(self, log10_value: float) -> Params:
         return self._constant(log10_value * _LN10)
-
-    def random_hparams(self, rng: np.random.Generator) -> Params:
-        assert self.scalar_space is not None
-        return self.hparams_from_scalar(rng.uniform(self.scalar_space.low, self.scalar_space.high))
 
     def summarize_hparams(self, hparams: Mapping[str, Tensor]) -> dict[str, Any]:
         return {k: quantiles(v.detach().exp()) for k, v in hparams.items()}
