@@ -94,6 +94,7 @@ def implicit_search(
                 hg_residual_norm=info.residual_norm,
                 hg_converged=info.converged,
                 hg_hvps=info.hvps,
+                hg_seconds=info.seconds,
             )
             optimizer.step()
         step += 1
