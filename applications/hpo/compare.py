@@ -13,7 +13,6 @@ validation loss random search found with the same seed by then (to 0.1%).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
@@ -21,8 +20,9 @@ import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from .cli import OneLineParser
 from .results import RESULT_FILE
 
 Run = dict[str, Any]
@@ -163,16 +163,9 @@ def plot(runs: list[Run], out: Path, at: float | None = None) -> None:
     plt.close(figure)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage block), exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m applications.hpo.compare``; returns the exit status."""
-    parser = _Parser(prog="applications.hpo.compare", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="applications.hpo.compare", description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", type=Path, help="run directories or folders of them")
     parser.add_argument("--out", type=Path, required=True, help="PNG file of the chart")
     parser.add_argument("--table", type=Path, help="also write the Markdown table here")

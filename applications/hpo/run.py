@@ -10,12 +10,11 @@ refused with a one-line error and exit status 2.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 
@@ -23,6 +22,7 @@ import hypergrad as hg
 
 from .baselines import GridProposer, Proposer, RandomProposer, TPEProposer, trial_search
 from .budget import Budget
+from .cli import OneLineParser
 from .history import Trace
 from .logreg_l2 import LogregL2
 from .outer_loop import implicit_search
@@ -202,20 +202,13 @@ def run(
     return result
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage block), exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _neumann_lr(text: str) -> float | str:
     return text if text == "auto" else float(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m applications.hpo.run``; returns the exit status."""
-    parser = _Parser(prog="applications.hpo.run", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="applications.hpo.run", description=__doc__.split("\n")[0])
     parser.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
     parser.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
     parser.add_argument("--budget-seconds", type=float, default=30.0, help="wall-clock budget (default 30)")
