@@ -163,8 +163,10 @@ def _ratio_table(request: pytest.FixtureRequest) -> Iterator[None]:
     if parts:
         lines.append("iDARTS step vs its parts: " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
     writer = request.config.pluginmanager.get_plugin("terminalreporter")
-    for line in lines:
-        if writer is not None:
-            writer.write_line(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if writer is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # fixture teardown output is captured otherwise
+            for line in lines:
+                writer.write_line(line)
     REPORT.parent.mkdir(exist_ok=True)
     REPORT.write_text(json.dumps({"methods": table, "idarts_parts": parts}, indent=2) + "\n")
