@@ -273,6 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = _open_table(args)  # read before searching, so a bad table fails in seconds, not after the search
     note = PRESET_NOTES.get(args.preset) if args.resume is None else None
     if note:
+        preset = PRESETS[args.preset]
+        changed = [f"{name}={getattr(config, name)}" for name in sorted(preset) if getattr(config, name) != preset[name]]
+        if changed:
+            note += f" Changed on the command line from the preset: {', '.join(changed)}."
+    if note:
         print(note, file=sys.stderr)
     state = run_search(config, out, resume=args.resume is not None, progress=not args.no_progress)
     result = summarise(config, state, args.exclude_none, table, args.nats_file)
