@@ -100,7 +100,8 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss, params: dict[str,
                    draw_inner: Callable[[], Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
     """Solve ``(H + δI) v = rhs`` with ``method`` and return ``(v, (∂²_{λw} f)ᵀ v, info)``."""
     lin = Linearization(inner_loss, params, hparams, draw_inner(), mode=method.hvp)
-    extra_lins: list[Linearization] = []
+    # Products on fresh batches (stochastic Neumann): counted here, each graph freed after its product.
+    fresh = {"hvps": 0, "batches": 0}
     if isinstance(method, m.Exact):
         v, info = dense_solve(lin.hvp, rhs, damping=method.damping)
     elif isinstance(method, m.CG):
@@ -114,8 +115,9 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss, params: dict[str,
                               tol=method.tol, damping=method.damping, check_every=method.check_every)
     elif isinstance(method, m.StochasticNeumann):
         def fresh_hvp(u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            extra_lins.append(Linearization(inner_loss, params, hparams, draw_inner(), mode=method.hvp))
-            return extra_lins[-1].hvp(u)
+            fresh["hvps"] += 1
+            fresh["batches"] += 1
+            return Linearization(inner_loss, params, hparams, draw_inner(), mode=method.hvp).hvp(u)
 
         v, info = neumann_series(fresh_hvp, rhs, terms=method.terms, lr=_step_size(method, lin, rhs),
                                  name="StochasticNeumann")
@@ -124,9 +126,8 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss, params: dict[str,
     else:
         raise TypeError(f"{type(method).__name__} is not an implicit method")
     mixed = lin.mixed(v)
-    lins = [lin, *extra_lins]
-    info = info.replace(hvps=sum(x.hvps for x in lins), mixed_products=1, gradients=len(lins),
-                        inner_batches=len(lins))
+    batches = 1 + fresh["batches"]
+    info = info.replace(hvps=lin.hvps + fresh["hvps"], mixed_products=1, gradients=batches, inner_batches=batches)
     return v, mixed, info
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -133,3 +135,14 @@ def test_dense_solve_reports_a_singular_system():
     _, info = solvers.dense_solve(matvec, split(b))
     assert info.converged is False
     assert info.residual_norm > 1e-6 and "singular" in info.message
+
+
+def test_neumann_series_records_mild_growth_without_warning():
+    b = {"x": torch.ones(4)}
+    negative = lambda v: {"x": -0.05 * v["x"]}  # noqa: E731  (each term grows by 1 + 0.2·0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, info = solvers.neumann_series(negative, b, terms=10, lr=0.2)
+    assert info.diverged and info.extra["growth"] == pytest.approx(1.01**10)
+    with pytest.warns(RuntimeWarning, match="negative curvature"):
+        solvers.neumann_series(negative, b, terms=100, lr=0.2)
