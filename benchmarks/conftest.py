@@ -47,13 +47,6 @@ def _cached_problem(config: pytest.Config, make: Callable[..., Bilevel]) -> Bile
     return problem
 
 
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
-    """Collect ``bench_*.py`` (pytest's default pattern is ``test_*.py``)."""
-    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
-        return pytest.Module.from_parent(parent, path=file_path)
-    return None
-
-
 @pytest.fixture(scope="session", params=["softmax", "mlp"])
 def problem(request: pytest.FixtureRequest) -> Bilevel:
     return request.getfixturevalue(f"{request.param}_problem")

@@ -72,12 +72,12 @@ def one_step(method: m.OneStep, p: Problem) -> Estimate:
     return Estimate(grads, direct, value, info, checks)
 
 
-def _step_size(method: m.Neumann | m.FixedPoint, lin: Linearization, like: dict[str, torch.Tensor]
+def _step_size(method: m.Neumann | m.FixedPoint, hvp: Callable[[dict], dict], like: dict[str, torch.Tensor]
                ) -> float | torch.Tensor:
     if method.lr != "auto":
         return method.lr
     damping = getattr(method, "damping", 0.0)
-    return 1.0 / (largest_eigenvalue(lin.hvp, like) + damping)
+    return 1.0 / (largest_eigenvalue(hvp, like) + damping)
 
 
 def _checked(preconditioner: Callable[[dict], dict] | None) -> Callable[[dict], dict] | None:
@@ -98,20 +98,34 @@ def _checked(preconditioner: Callable[[dict], dict] | None) -> Callable[[dict], 
 def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss, params: dict[str, torch.Tensor],
                    hparams: dict[str, torch.Tensor], rhs: dict[str, torch.Tensor],
                    draw_inner: Callable[[], Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
-    """Solve ``(H + δI) v = rhs`` with ``method`` and return ``(v, (∂²_{λw} f)ᵀ v, info)``."""
-    lin = Linearization(inner_loss, params, hparams, draw_inner(), mode=method.hvp)
-    # Products on fresh batches (stochastic Neumann): counted here, each graph freed after its product.
+    """Solve ``(H + δI) v = rhs`` with ``method`` and return ``(v, (∂²_{λw} f)ᵀ v, info)``.
+
+    The first inner batch serves the solve and the mixed product. Its linearization (the graph of
+    ∂_w f) is built when first needed, so that the stochastic Neumann series, whose terms each build
+    and free their own, holds at most one such graph at a time.
+    """
+    batch = draw_inner()
+    built: list[Linearization] = []
+
+    def lin() -> Linearization:
+        if not built:
+            built.append(Linearization(inner_loss, params, hparams, batch, mode=method.hvp))
+        return built[0]
+
+    def hvp(u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return lin().hvp(u)
+
     fresh = {"hvps": 0, "batches": 0}
     if isinstance(method, m.Exact):
-        v, info = dense_solve(lin.hvp, rhs, damping=method.damping)
+        v, info = dense_solve(hvp, rhs, damping=method.damping)
     elif isinstance(method, m.CG):
-        v, info = conjugate_gradient(lin.hvp, rhs, max_iter=method.max_iter, tol=method.tol, damping=method.damping,
+        v, info = conjugate_gradient(hvp, rhs, max_iter=method.max_iter, tol=method.tol, damping=method.damping,
                                      preconditioner=_checked(method.preconditioner), check_every=method.check_every)
     elif isinstance(method, m.MINRES):
-        v, info = minres(lin.hvp, rhs, max_iter=method.max_iter, tol=method.tol, damping=method.damping,
+        v, info = minres(hvp, rhs, max_iter=method.max_iter, tol=method.tol, damping=method.damping,
                          check_every=method.check_every)
     elif isinstance(method, m.FixedPoint):
-        v, info = fixed_point(lin.hvp, rhs, lr=_step_size(method, lin, rhs), max_iter=method.max_iter,
+        v, info = fixed_point(hvp, rhs, lr=_step_size(method, hvp, rhs), max_iter=method.max_iter,
                               tol=method.tol, damping=method.damping, check_every=method.check_every)
     elif isinstance(method, m.StochasticNeumann):
         def fresh_hvp(u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -119,15 +133,15 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss, params: dict[str,
             fresh["batches"] += 1
             return Linearization(inner_loss, params, hparams, draw_inner(), mode=method.hvp).hvp(u)
 
-        v, info = neumann_series(fresh_hvp, rhs, terms=method.terms, lr=_step_size(method, lin, rhs),
+        v, info = neumann_series(fresh_hvp, rhs, terms=method.terms, lr=_step_size(method, hvp, rhs),
                                  name="StochasticNeumann")
     elif isinstance(method, m.Neumann):
-        v, info = neumann_series(lin.hvp, rhs, terms=method.terms, lr=_step_size(method, lin, rhs))
+        v, info = neumann_series(hvp, rhs, terms=method.terms, lr=_step_size(method, hvp, rhs))
     else:
         raise TypeError(f"{type(method).__name__} is not an implicit method")
-    mixed = lin.mixed(v)
+    mixed = lin().mixed(v)
     batches = 1 + fresh["batches"]
-    info = info.replace(hvps=lin.hvps + fresh["hvps"], mixed_products=1, gradients=batches, inner_batches=batches)
+    info = info.replace(hvps=lin().hvps + fresh["hvps"], mixed_products=1, gradients=batches, inner_batches=batches)
     return v, mixed, info
 
 
