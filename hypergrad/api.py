@@ -39,15 +39,18 @@ def batch_sampler(inner_batch: Any) -> Callable[[], Any]:
     return inner_batch if callable(inner_batch) else (lambda: inner_batch)
 
 
-def _validate(outer_loss: object, inner_loss: object, params: object, hparams: object, method: object) -> None:
-    for name, fn in (("outer_loss", outer_loss), ("inner_loss", inner_loss)):
+def validate(losses: dict[str, object], params: object, hparams: object, method: object,
+             allowed: tuple[type, ...] = m.METHODS, caller: str = "") -> None:
+    """One-line :class:`HypergradInputError` for a non-callable loss, a bad dict, or a method not in ``allowed``."""
+    for name, fn in losses.items():
         if not callable(fn):
             raise HypergradInputError(f"{name} is a {type(fn).__name__}; expected a callable (params, hparams, batch) -> scalar")
     tree.check_tensor_dict(params, "params")
     tree.check_tensor_dict(hparams, "hparams")
-    if not isinstance(method, m.METHODS):
-        names = ", ".join(c.__name__ + "()" for c in m.METHODS)
-        raise HypergradInputError(f"method={method!r} is not a hypergrad method; expected one of {names}")
+    if not isinstance(method, allowed):
+        names = ", ".join(c.__name__ + "()" for c in allowed)
+        where = f"{caller}(method={method!r})" if caller else f"method={method!r}"
+        raise HypergradInputError(f"{where} is not a method it accepts; expected one of {names}")
 
 
 def _raise_on_nonfinite(method: object, est: Estimate) -> None:
@@ -91,7 +94,7 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss, params: Mapping[str, torch
         >>> res.grads["log_l2"], res.info.converged
     """
     method = m.CG() if method is None else method
-    _validate(outer_loss, inner_loss, params, hparams, method)
+    validate({"outer_loss": outer_loss, "inner_loss": inner_loss}, params, hparams, method)
     start = time.perf_counter()
     problem = Problem(outer_loss, inner_loss, dict(params), dict(hparams), outer_batch, batch_sampler(inner_batch))
     est = estimate(method, problem)

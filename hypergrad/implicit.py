@@ -18,8 +18,8 @@ import torch
 
 from hypergrad import methods as m
 from hypergrad import tree
-from hypergrad.api import batch_sampler
-from hypergrad.errors import HypergradInputError, NonFiniteError
+from hypergrad.api import batch_sampler, validate
+from hypergrad.errors import NonFiniteError
 from hypergrad.estimators import implicit_solve
 from hypergrad.linearization import Loss
 from hypergrad.solvers import SolveInfo
@@ -100,13 +100,7 @@ def implicit(inner_loss: Loss, params: Mapping[str, torch.Tensor], hparams: Mapp
         >>> val_loss(w, {"log_l2": log_l2}, (Xv, yv)).backward()   # log_l2.grad = dF/dλ
     """
     method = m.CG() if method is None else method
-    if not callable(inner_loss):
-        raise HypergradInputError(f"inner_loss is a {type(inner_loss).__name__}; expected a callable")
-    tree.check_tensor_dict(params, "params")
-    tree.check_tensor_dict(hparams, "hparams")
-    if not isinstance(method, m.IMPLICIT_METHODS):
-        names = ", ".join(c.__name__ + "()" for c in m.IMPLICIT_METHODS)
-        raise HypergradInputError(f"implicit(method={method!r}): expected one of {names}")
+    validate({"inner_loss": inner_loss}, params, hparams, method, m.IMPLICIT_METHODS, caller="implicit")
     spec = _Spec(inner_loss, method, list(params), list(hparams), batch_sampler(inner_batch), on_solve)
     out = _ImplicitSolution.apply(spec, *params.values(), *hparams.values())
     return dict(zip(spec.w_keys, out))

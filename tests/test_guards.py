@@ -81,7 +81,7 @@ def test_backward_refuses_a_non_leaf_hyperparameter():
     ({"params": {}}, "params must be a non-empty dict"),
     ({"hparams": torch.ones(6)}, "hparams must be a non-empty dict of tensors, got Tensor"),
     ({"hparams": {"lam": torch.ones(6, dtype=torch.int64)}}, r"hparams\['lam'\] has dtype torch.int64; expected a floating"),
-    ({"method": "cg"}, "method='cg' is not a hypergrad method"),
+    ({"method": "cg"}, "method='cg' is not a method it accepts; expected one of FirstOrder"),
     ({"outer": 3.0}, "outer_loss is a float; expected a callable"),
     ({"outer": lambda p, h, b: (p["w"] - 1.0) ** 2}, r"outer_loss returned \(6,\); expected a scalar tensor"),
     ({"inner": lambda p, h, b: 0.5}, "inner_loss returned float; expected a scalar tensor"),

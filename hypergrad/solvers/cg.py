@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from hypergrad import tree
-from hypergrad.solvers.info import SolveInfo, to_floats, under_transform, unrecorded
+from hypergrad.solvers.info import SolveInfo, tolerance_record, under_transform, unrecorded
 
 MatVec = Callable[[tree.Tree], tree.Tree]
 
@@ -90,18 +90,10 @@ def conjugate_gradient(matvec: MatVec, b: tree.Tree, *, max_iter: int = 100, tol
         active_flags.append(active)
     if under_transform(b):
         return x, unrecorded("CG", matvecs)
-    iterations = int(torch.stack(active_flags).sum()) if active_flags else 0
-    residuals = to_floats(trace[: iterations + 1])
-    final = residuals[-1]
-    converged = bool(final <= float(threshold))
-    diverged = not final <= residuals[0] * 10 if residuals[0] > 0 else False
-    negative = bool(neg_curv)
-    message = ""
-    if negative:
-        message = "CG met negative curvature: the Hessian (plus damping) is not positive definite; use MINRES or more damping"
-    elif not converged:
-        message = f"CG stopped after {iterations} iterations with residual {final:.3g} > tolerance {float(threshold):.3g}"
-    return x, SolveInfo(
-        method="CG", iterations=iterations, residual_norm=final, converged=converged and not negative,
-        residual_trace=residuals, hvps=matvecs, diverged=diverged, negative_curvature=negative, message=message,
-    )
+    info = tolerance_record("CG", active_flags, trace, threshold, matvecs)
+    # CG's residual is not monotone; an order of magnitude above the start means it has lost its way.
+    diverged = info.residual_trace[0] > 0 and not info.residual_norm <= 10 * info.residual_trace[0]
+    if bool(neg_curv):
+        return x, info.replace(converged=False, diverged=diverged, negative_curvature=True, message=(
+            "CG met negative curvature: the Hessian (plus damping) is not positive definite; use MINRES or more damping"))
+    return x, info.replace(diverged=diverged)

@@ -6,7 +6,7 @@ import torch
 
 from hypergrad import tree
 from hypergrad.solvers.cg import MatVec, default_check_every
-from hypergrad.solvers.info import SolveInfo, to_floats, under_transform, unrecorded
+from hypergrad.solvers.info import SolveInfo, tolerance_record, under_transform, unrecorded
 
 
 def fixed_point(matvec: MatVec, b: tree.Tree, *, lr: float | torch.Tensor, max_iter: int = 100,
@@ -49,13 +49,8 @@ def fixed_point(matvec: MatVec, b: tree.Tree, *, lr: float | torch.Tensor, max_i
         active_flags.append(active)
     if under_transform(b):
         return x, unrecorded("FixedPoint", matvecs)
-    iterations = int(torch.stack(active_flags).sum()) if active_flags else 0
-    residuals = to_floats(trace[: iterations + 1])
-    final = residuals[-1]
-    converged = bool(final <= float(threshold))
-    diverged = len(residuals) > 1 and not final <= residuals[0]
-    message = "" if converged else (
-        f"FixedPoint stopped after {iterations} iterations with residual {final:.3g} > tolerance "
-        f"{float(threshold):.3g}" + ("; it is diverging: lower lr" if diverged else ""))
-    return x, SolveInfo(method="FixedPoint", iterations=iterations, residual_norm=final, converged=converged,
-                        residual_trace=residuals, hvps=matvecs, lr=float(lr), diverged=diverged, message=message)
+    info = tolerance_record("FixedPoint", active_flags, trace, threshold, matvecs)
+    trace_ = info.residual_trace
+    diverged = len(trace_) > 1 and not trace_[-1] <= trace_[0]
+    message = info.message + ("; it is diverging: lower lr" if diverged and not info.converged else "")
+    return x, info.replace(lr=float(lr), diverged=diverged, message=message)

@@ -65,6 +65,27 @@ def to_floats(values: list[torch.Tensor]) -> tuple[float, ...]:
     return tuple(float(x) for x in torch.stack(values).double().tolist())
 
 
+def tolerance_record(method: str, active_flags: list[torch.Tensor], trace: list[torch.Tensor],
+                     threshold: torch.Tensor, matvecs: int) -> SolveInfo:
+    """The record of an iterative solve with a tolerance, from its per-iteration device tensors.
+
+    Args:
+        method: solver name.
+        active_flags: per loop iteration, whether it changed the solution (not yet converged).
+        trace: residual norm before the first and after each iteration.
+        threshold: the residual norm that counts as converged.
+        matvecs: products computed, frozen iterations included.
+    """
+    iterations = int(torch.stack(active_flags).sum()) if active_flags else 0
+    residuals = to_floats(trace[: iterations + 1])
+    final = residuals[-1]
+    converged = bool(final <= float(threshold))
+    message = "" if converged else (
+        f"{method} stopped after {iterations} iterations with residual {final:.3g} > tolerance {float(threshold):.3g}")
+    return SolveInfo(method=method, iterations=iterations, residual_norm=final, converged=converged,
+                     residual_trace=residuals, hvps=matvecs, message=message)
+
+
 def unrecorded(method: str, matvecs: int) -> SolveInfo:
     """The record a solver returns under a ``torch.func`` transform: counts only."""
     return SolveInfo(method=method, hvps=matvecs, message="residuals are not recorded under torch.func transforms")

@@ -11,7 +11,7 @@ import torch
 
 from hypergrad import tree
 from hypergrad.solvers.cg import MatVec, default_check_every
-from hypergrad.solvers.info import SolveInfo, to_floats, under_transform, unrecorded
+from hypergrad.solvers.info import SolveInfo, tolerance_record, under_transform, unrecorded
 
 
 def minres(matvec: MatVec, b: tree.Tree, *, max_iter: int = 100, tol: float = 1e-10, atol: float = 0.0,
@@ -82,11 +82,4 @@ def minres(matvec: MatVec, b: tree.Tree, *, max_iter: int = 100, tol: float = 1e
         active_flags.append(active)
     if under_transform(b):
         return x, unrecorded("MINRES", matvecs)
-    iterations = int(torch.stack(active_flags).sum()) if active_flags else 0
-    residuals = to_floats(trace[: iterations + 1])
-    final = residuals[-1]
-    converged = bool(final <= float(threshold))
-    message = "" if converged else (
-        f"MINRES stopped after {iterations} iterations with residual {final:.3g} > tolerance {float(threshold):.3g}")
-    return x, SolveInfo(method="MINRES", iterations=iterations, residual_norm=final, converged=converged,
-                        residual_trace=residuals, hvps=matvecs, message=message)
+    return x, tolerance_record("MINRES", active_flags, trace, threshold, matvecs)
