@@ -8,7 +8,7 @@ from applications.nas.genotype import EDGES, OPERATIONS, Cell
 
 
 def edge_probabilities(alpha: torch.Tensor) -> torch.Tensor:
-    """softmax(α) per edge: the mixture weight of each operation, shape ``(6, 5)``."""
+    """softmax(α) per edge: the mixture weight of each operation, shape ``(edges, operations)``."""
     return torch.softmax(alpha.detach().float(), dim=-1)
 
 
@@ -33,12 +33,18 @@ def derive_cell(alpha: torch.Tensor, exclude_none: bool = False) -> Cell:
     return Cell(tuple(OPERATIONS[int(k)] for k in scores.argmax(dim=-1)))
 
 
-def format_alpha_table(alpha: torch.Tensor) -> str:
-    """softmax(α) as a text table, one row per edge, the winning operation of each row marked."""
+def format_alpha_table(alpha: torch.Tensor, operations: tuple[str, ...] = OPERATIONS,
+                       edges: tuple[tuple[int, int], ...] = EDGES) -> str:
+    """softmax(α) as a text table, one row per edge, the winning operation of each row marked.
+
+    Args:
+        alpha: ``(edges, operations)`` architecture weights.
+        operations, edges: the column and row labels (default: NAS-Bench-201's).
+    """
     probs = edge_probabilities(alpha)
-    width = max(len(op) for op in OPERATIONS)
-    lines = ["edge      " + " ".join(f"{op:>{width}}" for op in OPERATIONS)]
-    for (to_node, from_node), row in zip(EDGES, probs):
+    width = max(len(op) for op in operations)
+    lines = ["edge      " + " ".join(f"{op:>{width}}" for op in operations)]
+    for (to_node, from_node), row in zip(edges, probs):
         best = int(row.argmax())
         cells = [f"{p:>{width - 1}.3f}{'*' if k == best else ' '}" for k, p in enumerate(row.tolist())]
         lines.append(f"{from_node} -> {to_node}    " + " ".join(cells))

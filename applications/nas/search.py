@@ -1,11 +1,13 @@
-"""Command line: differentiable architecture search in the NAS-Bench-201 space.
+"""Command line: differentiable architecture search in the NAS-Bench-201 or the DARTS space.
 
     python -m applications.nas.search --space nb201 --dataset mnist5k --method idarts --epochs 10 \\
         --seed 0 --out runs/idarts [--nb201-table ../shared/data/nb201/nb201_accuracy.csv]
+    python -m applications.nas.search --space darts --dataset mnist5k --image-size 14 --channels 4 \\
+        --layers 3 --method darts-1st --epochs 2 --out runs/darts
 
-Writes into ``--out``: ``result.json``, ``log.jsonl`` (one line per epoch), ``alpha.png`` (operation
-probabilities per edge over the epochs), ``cell.png`` (the derived cell) and ``checkpoint.pt``
-(rewritten atomically every epoch; ``--resume DIR`` continues from it).
+Writes into ``--out``: ``result.json``, ``log.jsonl`` (one line per epoch), ``checkpoint.pt``
+(rewritten atomically every epoch; ``--resume DIR`` continues from it) and, for ``--space nb201``,
+``alpha.png`` (operation probabilities per edge over the epochs) and ``cell.png`` (the derived cell).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from applications.nas.cli import (
     run_cli,
 )
 from applications.nas.data import DATASETS, DataError
-from applications.nas.derive import derive_cell, edge_probabilities, format_alpha_table
+from applications.nas.derive import edge_probabilities
 from applications.nas.genotype import Cell
+from applications.nas.network import ALPHA_NAME
 from applications.nas.plots import draw_cell, plot_alpha_history
 from applications.nas.search_loop import (
     METHODS,
@@ -41,6 +44,15 @@ from applications.nas.search_loop import (
     atomic_write_text,
     load_checkpoint,
     run_search,
+)
+from applications.nas.spaces import (
+    NB201,
+    SPACES,
+    alpha_probabilities,
+    alpha_to_json,
+    decisive_edges,
+    format_alpha_tables,
+    num_edges,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -77,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="python -m applications.nas.search",
         description="Differentiable architecture search (DARTS / iDARTS / implicit CG) in the NAS-Bench-201 "
-        "space, on the core hypergrad library. Defaults are the NAS-Bench-201 paper hyperparameters (on the "
+        "or the DARTS space, on the core hypergrad library. Defaults are the NAS-Bench-201 paper hyperparameters (on the "
         "bundled mnist5k unless --dataset says otherwise); --preset cpu-demo sizes a search for a laptop CPU.",
     )
     # Options default to None so that a preset fills what the user did not set.
@@ -87,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="starting values for the options below, overridden by any given explicitly: paper = "
                           "the NAS-Bench-201/iDARTS hyperparameters shown in brackets; cpu-demo (what make search "
                           "runs) = idarts on mnist5k at 14x14, C=4, N=1, 6 epochs, alpha lr 0.1 [paper]")
-    run.add_argument("--space", choices=["nb201"], default="nb201", help="search space (NAS-Bench-201 cell)")
+    run.add_argument("--space", choices=list(SPACES),
+                     help=f"search space: nb201 (NAS-Bench-201 cell, table lookup) or darts (DARTS normal and "
+                          f"reduction cells; --layers sets its depth) [{defaults.space}]")
     run.add_argument("--method", choices=METHODS,
                      help=f"hypergradient: darts-1st (first order), darts-2nd (one-step unrolled, finite "
                           f"differences), idarts (stochastic Neumann), implicit-cg (conjugate gradient) "
@@ -115,7 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     net = parser.add_argument_group("supernet")
     net.add_argument("--channels", type=positive_int, help=f"C, width of the first stage [{defaults.channels}]")
-    net.add_argument("--cells-per-stage", type=positive_int, help=f"N, cells per stage [{defaults.cells_per_stage}]")
+    net.add_argument("--cells-per-stage", type=positive_int,
+                     help=f"N, cells per stage (nb201 only) [{defaults.cells_per_stage}]")
+    net.add_argument("--layers", type=positive_int,
+                     help=f"L, cells of the DARTS supernet, at least 3 (darts only) [{defaults.layers}]")
     net.add_argument("--track-bn-stats", action=argparse.BooleanOptionalAction,
                      help="BatchNorm tracks running statistics for evaluation [off; see docs/nas.md]")
 
@@ -144,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     result = parser.add_argument_group("derivation and benchmark")
     result.add_argument("--exclude-none", action="store_true",
-                        help="derive the cell without the `none` operation (argmax over the other four)")
+                        help="derive the cell without the `none` operation (argmax over the other four; "
+                             "the darts derivation always leaves none out)")
     result.add_argument("--nb201-table", type=Path,
                         help="NAS-Bench-201 accuracy CSV to look the derived cell up in "
                              f"[{DEFAULT_TABLE} when it exists]")
@@ -159,6 +177,11 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     """The search settings: the preset's values, overridden by every option given on the command line."""
     values = dict(PRESETS[args.preset])
     values.update({name: getattr(args, name) for name in _CONFIG_FIELDS if getattr(args, name) is not None})
+    space = values.get("space", SearchConfig.space)
+    # An option of the other space would be silently ignored; say so instead.
+    for option, name, owner in (("--cells-per-stage", "cells_per_stage", "nb201"), ("--layers", "layers", "darts")):
+        if getattr(args, name) is not None and space != owner:
+            raise SearchConfigError(f"{option} applies to --space {owner}, not {space}")
     return SearchConfig(**values)
 
 
@@ -175,23 +198,25 @@ def _lookup(cell: Cell, table: BenchmarkTable | None, nats_file: Path | None) ->
 def summarise(config: SearchConfig, state: SearchState, exclude_none: bool, table: BenchmarkTable | None,
               nats_file: Path | None) -> dict[str, Any]:
     """The content of ``result.json``: derived cells, α, timing, and the benchmark's figures."""
-    with_none = derive_cell(state.alpha)
-    without_none = derive_cell(state.alpha, exclude_none=True)
+    space = config.search_space
+    with_none = space.derive(state.alphas, False)
+    without_none = space.derive(state.alphas, True)
     chosen = without_none if exclude_none else with_none
-    probs = edge_probabilities(state.alpha)
     last = state.history[-1]
     result: dict[str, Any] = {
+        "space": space.name,
         "arch": str(chosen),
-        "derivation": "argmax without none" if exclude_none else "argmax",
+        "derivation": space.derivation(exclude_none),
         "connected": chosen.is_connected(),
         "arch_argmax": str(with_none),
         "arch_argmax_without_none": str(without_none),
         "method": config.method,
         "seed": config.seed,
         "epochs": config.epochs,
-        "alpha": state.alpha.tolist(),
-        "alpha_softmax": probs.tolist(),
-        "decisive_edges": int((probs.max(dim=1).values >= 0.5).sum()),
+        "alpha": alpha_to_json(state.alphas),
+        "alpha_softmax": alpha_to_json(alpha_probabilities(state.alphas)),
+        "decisive_edges": decisive_edges(state.alphas),
+        "edges": num_edges(state.alphas),
         "wall_time_s": state.wall_time,
         "seconds_per_epoch": state.wall_time / max(1, state.epochs_done),
         "seconds_per_step": sum(r["seconds_per_step"] for r in state.history) / len(state.history),
@@ -201,6 +226,8 @@ def summarise(config: SearchConfig, state: SearchState, exclude_none: bool, tabl
         "config": asdict(config),
     }
     if table is not None or nats_file is not None:
+        # Only NAS-Bench-201 has a table; main passes none for another space.
+        assert isinstance(chosen, Cell) and isinstance(with_none, Cell) and isinstance(without_none, Cell)
         result["benchmark"] = {
             "arch": _lookup(chosen, table, nats_file),
             "arch_argmax": _lookup(with_none, table, nats_file),
@@ -217,7 +244,8 @@ def _open_table(args: argparse.Namespace) -> BenchmarkTable | None:
     return BenchmarkTable.from_csv(DEFAULT_TABLE) if DEFAULT_TABLE.is_file() else None
 
 
-def _report(result: dict[str, Any], config: SearchConfig, out: Path, note: str | None) -> str:
+def _report(result: dict[str, Any], config: SearchConfig, state: SearchState, out: Path, note: str | None) -> str:
+    space = config.search_space
     lines = []
     if note:
         lines += [note, ""]
@@ -227,9 +255,9 @@ def _report(result: dict[str, Any], config: SearchConfig, out: Path, note: str |
                      "NAS-Bench-201 scores such cells at chance (10% on CIFAR-10).")
     if result["arch_argmax_without_none"] != result["arch"]:
         lines.append(f"without none:           {result['arch_argmax_without_none']}")
-    lines += ["", "softmax(alpha) per edge (* = chosen):",
-              format_alpha_table(torch.tensor(result["alpha"])), "",
-              f"decisive edges (max probability >= 0.5): {result['decisive_edges']} of 6; "
+    lines += ["", "softmax(alpha) per edge (* = largest):",
+              format_alpha_tables(space, state.alphas), "",
+              f"decisive edges (max probability >= 0.5): {result['decisive_edges']} of {result['edges']}; "
               f"supernet accuracy train {result['final_train_acc']:.3f}, validation {result['final_val_acc']:.3f}; "
               f"{result['seconds_per_epoch']:.1f} s/epoch"]
     benchmark = result.get("benchmark")
@@ -244,7 +272,11 @@ def _report(result: dict[str, Any], config: SearchConfig, out: Path, note: str |
                 lines.append(f"NAS-Bench-201 ({label}, index {entry['index']}): test accuracy CIFAR-10 "
                              f"{entry['cifar10_test']:.2f}, CIFAR-100 {entry['cifar100_test']:.2f}, "
                              f"ImageNet16-120 {entry['imagenet16_120_test']:.2f} (%)")
-    if config.dataset != "cifar10" or config.channels != 16 or config.cells_per_stage != 5:
+    if space is not NB201:
+        lines.append(f"No benchmark table exists for the {space.title}: judge the genotype by retraining it. "
+                     f"{result['edges'] - result['decisive_edges']} of {result['edges']} edges ended with no "
+                     "operation above 0.5: those choices are close to noise.")
+    elif config.dataset != "cifar10" or config.channels != 16 or config.cells_per_stage != 5:
         lines.append(
             f"What this means: the cell was chosen by a {config.dataset} search with a C={config.channels}, "
             f"N={config.cells_per_stage} supernet for {config.epochs} epochs. The NAS-Bench-201 figures are "
@@ -253,8 +285,11 @@ def _report(result: dict[str, Any], config: SearchConfig, out: Path, note: str |
             f"on CIFAR-10. {6 - result['decisive_edges']} of 6 edges ended with no operation above 0.5: "
             "those choices are close to noise. Compare several seeds before reading much into one cell."
         )
-    lines += ["", f"results: {out / 'result.json'}", f"per-epoch log: {out / 'log.jsonl'}",
-              f"alpha over epochs: {out / 'alpha.png'}", f"derived cell: {out / 'cell.png'}"]
+    lines += ["", f"results: {out / 'result.json'}", f"per-epoch log: {out / 'log.jsonl'}"]
+    if space is NB201:
+        lines += [f"alpha over epochs: {out / 'alpha.png'}", f"derived cell: {out / 'cell.png'}"]
+    else:
+        lines.append("(no alpha.png or cell.png: the figures are drawn for the NAS-Bench-201 cell only)")
     return "\n".join(lines)
 
 
@@ -272,7 +307,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.nats_file is not None and not args.nats_file.exists():
         raise FileNotFoundError(f"--nats-file {args.nats_file} not found")
     torch.set_num_threads(args.threads)
-    table = _open_table(args)  # read before searching, so a bad table fails in seconds, not after the search
+    table: BenchmarkTable | None = None
+    nats_file: Path | None = None
+    if config.search_space is NB201:
+        table = _open_table(args)  # read before searching, so a bad table fails in seconds, not after the search
+        nats_file = args.nats_file
+    elif args.nb201_table is not None or args.nats_file is not None:
+        print(f"note: no benchmark lookup: NAS-Bench-201 holds no {config.search_space.title}", file=sys.stderr)
     note = PRESET_NOTES.get(args.preset) if args.resume is None else None
     if note:
         preset = PRESETS[args.preset]
@@ -282,14 +323,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if note:
         print(note, file=sys.stderr)
     state = run_search(config, out, resume=args.resume is not None, progress=not args.no_progress)
-    result = summarise(config, state, args.exclude_none, table, args.nats_file)
-    result["files"] = {name: str(out / name) for name in ("log.jsonl", "alpha.png", "cell.png", "checkpoint.pt")}
+    result = summarise(config, state, args.exclude_none, table, nats_file)
+    figures = ("alpha.png", "cell.png") if config.search_space is NB201 else ()
+    result["files"] = {name: str(out / name) for name in ("log.jsonl", *figures, "checkpoint.pt")}
     atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
-    title = f"{config.method}, seed {config.seed}, {config.dataset}, {config.epochs} epochs"
-    plot_alpha_history(state.history, edge_probabilities(state.initial_alpha).tolist(), out / "alpha.png",
-                       title=f"softmax(alpha) per edge: {title}")
-    draw_cell(Cell.parse(result["arch"]), out / "cell.png", title=f"derived cell: {title}")
-    print(_report(result, config, out, note))
+    if figures:
+        title = f"{config.method}, seed {config.seed}, {config.dataset}, {config.epochs} epochs"
+        plot_alpha_history(state.history, edge_probabilities(state.initial_alphas[ALPHA_NAME]).tolist(),
+                           out / "alpha.png", title=f"softmax(alpha) per edge: {title}")
+        draw_cell(Cell.parse(result["arch"]), out / "cell.png", title=f"derived cell: {title}")
+    print(_report(result, config, state, out, note))
     return 0
 
 

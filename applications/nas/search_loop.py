@@ -18,8 +18,9 @@ implicit-cg    (H + δI) v = ∂_wF by CG (``CG``)               the last weight
 The inner objective handed to the library is the training cross-entropy plus the weights' L2 term
 (wd/2)‖w‖², the function SGD with weight decay actually minimises, so the implicit function theorem is
 applied to the same w*(α) the weight steps approach. Weights and α are the supernet's own parameter
-tensors: the library reads them as dicts (it detaches and never mutates them) and only ``alpha.grad``
-is written, after the hypergradient has been checked finite.
+tensors: the library reads them as dicts (it detaches and never mutates them) and only the α tensors'
+``.grad`` are written, after the hypergradient has been checked finite. The search space (``--space``)
+decides the supernet and how many α tensors it has (see :mod:`applications.nas.spaces`).
 
 Every epoch ends with an atomic checkpoint (model, both optimizers, batch-stream positions, RNG
 states, history), so an interrupted search resumes to exactly the result of an uninterrupted one on CPU.
@@ -49,14 +50,13 @@ from tqdm import tqdm
 
 import hypergrad as hg
 from applications.nas.data import BatchStream, ImageSet, load_dataset, split_train_val
-from applications.nas.derive import derive_cell, edge_probabilities
 from applications.nas.evaluation import evaluate
-from applications.nas.network import ALPHA_NAME, Supernet
+from applications.nas.spaces import SPACES, SearchSpace, alpha_probabilities, alpha_to_json, decisive_edges
 
 METHODS = ("darts-1st", "darts-2nd", "idarts", "implicit-cg")
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
-_CHECKPOINT_VERSION = 1
+_CHECKPOINT_VERSION = 2  # 2: the space is in the config, α is a dict of tensors
 
 
 class SearchConfigError(ValueError):
@@ -68,9 +68,12 @@ class SearchConfig:
     """Everything that determines a search. Defaults are the NAS-Bench-201 / iDARTS paper settings.
 
     Attributes:
+        space: the search space, a key of :data:`applications.nas.spaces.SPACES`.
         method: one of :data:`METHODS`.
         dataset, data_dir, image_size, train_subset: see :func:`applications.nas.data.load_dataset`.
-        channels, cells_per_stage: C and N of the supernet.
+        channels: C of the supernet.
+        cells_per_stage: N, cells per stage of the NAS-Bench-201 supernet.
+        layers: L, cells of the DARTS supernet (DARTS CIFAR-10 search: 8).
         epochs, batch_size, seed: as usual; the seed fixes initialisation, split and batch order.
         w_lr, w_lr_min, w_momentum, w_weight_decay, grad_clip: weight SGD (Nesterov), cosine lr per epoch.
         alpha_lr, alpha_beta1, alpha_beta2, alpha_weight_decay: the Adam optimizer of α.
@@ -82,6 +85,7 @@ class SearchConfig:
         device: torch device string.
     """
 
+    space: str = "nb201"
     method: str = "idarts"
     dataset: str = "mnist5k"
     data_dir: str | None = None
@@ -89,6 +93,7 @@ class SearchConfig:
     train_subset: int | None = None
     channels: int = 16
     cells_per_stage: int = 5
+    layers: int = 8
     epochs: int = 50
     batch_size: int = 64
     seed: int = 0
@@ -111,13 +116,18 @@ class SearchConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        if self.space not in SPACES:
+            raise SearchConfigError(f"space {self.space!r} is unknown; expected one of {', '.join(SPACES)}")
         if self.method not in METHODS:
             raise SearchConfigError(f"method {self.method!r} is unknown; expected one of {', '.join(METHODS)}")
-        positive_ints = ("channels", "cells_per_stage", "epochs", "batch_size", "inner_steps", "cg_max_iter")
+        positive_ints = ("channels", "cells_per_stage", "layers", "epochs", "batch_size", "inner_steps", "cg_max_iter")
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise SearchConfigError(f"{name} = {value!r}; expected an integer >= 1")
+        if self.layers < 3:
+            raise SearchConfigError(f"layers = {self.layers}; expected an integer >= 3 (a DARTS network needs "
+                                    "a normal cell and two reduction cells)")
         if not isinstance(self.neumann_terms, int) or self.neumann_terms < 0:
             raise SearchConfigError(f"neumann_terms = {self.neumann_terms!r}; expected an integer >= 0")
         for name in ("w_lr", "alpha_lr", "grad_clip"):
@@ -133,6 +143,10 @@ class SearchConfig:
         if self.image_size is not None and self.image_size < 4:
             raise SearchConfigError(f"image_size = {self.image_size}; expected at least 4 pixels")
 
+    @property
+    def search_space(self) -> SearchSpace:
+        return SPACES[self.space]
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SearchConfig:
         known = {f.name for f in fields(cls)}
@@ -147,8 +161,8 @@ class SearchConfig:
 class SearchState:
     """What a search has produced so far; also what :func:`run_search` returns."""
 
-    alpha: torch.Tensor
-    initial_alpha: torch.Tensor
+    alphas: dict[str, torch.Tensor]
+    initial_alphas: dict[str, torch.Tensor]
     history: list[dict[str, Any]] = field(default_factory=list)
     nonfinite_steps: list[dict[str, Any]] = field(default_factory=list)
     wall_time: float = 0.0
@@ -193,13 +207,11 @@ class _Search:
         self.config = config
         device = torch.device(config.device)
         torch.manual_seed(config.seed)
-        self.net = Supernet(config.channels, config.cells_per_stage, train.in_channels, train.num_classes,
-                            config.track_bn_stats).to(device)
+        self.net = config.search_space.build_supernet(config, train.in_channels, train.num_classes).to(device)
         self.weights, self.alphas = self.net.split_parameters()
-        self.alpha = self.alphas[ALPHA_NAME]
         self.w_opt = torch.optim.SGD(list(self.weights.values()), lr=config.w_lr, momentum=config.w_momentum,
                                      nesterov=config.w_momentum > 0, weight_decay=config.w_weight_decay)
-        self.a_opt = torch.optim.Adam([self.alpha], lr=config.alpha_lr,
+        self.a_opt = torch.optim.Adam(list(self.alphas.values()), lr=config.alpha_lr,
                                       betas=(config.alpha_beta1, config.alpha_beta2),
                                       weight_decay=config.alpha_weight_decay)
         # Separate seeded streams: weight steps, validation batches, and the iDARTS Hessian batches,
@@ -208,6 +220,16 @@ class _Search:
         self.val_stream = BatchStream(val, config.batch_size, config.seed + 2, False, device)
         self.hessian_stream = BatchStream(train, config.batch_size, config.seed + 3, config.augment, device)
         self.device = device
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """The architecture parameter of a space that has only one (NAS-Bench-201)."""
+        (alpha,) = self.alphas.values()
+        return alpha
+
+    def alphas_now(self) -> dict[str, torch.Tensor]:
+        """A detached copy of every α, for the state and the log."""
+        return {name: alpha.detach().clone() for name, alpha in self.alphas.items()}
 
     def loss(self, params: dict[str, torch.Tensor], hparams: dict[str, torch.Tensor],
              batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -243,10 +265,12 @@ class _Search:
             result = hg.hypergradient(self.loss, self.inner_loss, self.weights, self.alphas,
                                       outer_batch=self.val_stream(), inner_batch=inner_batch,
                                       method=estimator(self.config, lr))
-        grad = result.grads[ALPHA_NAME]
-        if not torch.isfinite(grad).all():  # the library raises on this; kept as the app's own guarantee
-            raise hg.NonFiniteError("non-finite architecture gradient")
-        self.alpha.grad = grad.detach().to(self.alpha.dtype)
+        # Checked for every α before any is written: the library raises on this; kept as the app's own guarantee.
+        for name, grad in result.grads.items():
+            if not torch.isfinite(grad).all():
+                raise hg.NonFiniteError(f"non-finite architecture gradient of {name}")
+        for name, alpha in self.alphas.items():
+            alpha.grad = result.grads[name].detach().to(alpha.dtype)
         self.a_opt.step()
         return result.info
 
@@ -260,7 +284,7 @@ class _Search:
             "streams": {name: getattr(self, name).state_dict()
                         for name in ("train_stream", "val_stream", "hessian_stream")},
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-            "initial_alpha": state.initial_alpha,
+            "initial_alphas": state.initial_alphas,
             "history": state.history,
             "nonfinite_steps": state.nonfinite_steps,
             "wall_time": state.wall_time,
@@ -276,7 +300,7 @@ class _Search:
         torch.set_rng_state(checkpoint["rng"]["torch"])
         np.random.set_state(checkpoint["rng"]["numpy"])
         random.setstate(checkpoint["rng"]["python"])
-        return SearchState(self.alpha.detach().clone(), checkpoint["initial_alpha"], checkpoint["history"],
+        return SearchState(self.alphas_now(), checkpoint["initial_alphas"], checkpoint["history"],
                            checkpoint["nonfinite_steps"], checkpoint["wall_time"], checkpoint["epochs_done"])
 
 
@@ -309,8 +333,8 @@ def load_checkpoint(out_dir: Path) -> dict[str, Any]:
 
 
 def _epoch_record(epoch: int, lr: float, losses: list[float], accs: list[float], val: tuple[float, float],
-                  seconds: float, steps: int, infos: list[Any], skipped: int, alpha: torch.Tensor) -> dict[str, Any]:
-    probs = edge_probabilities(alpha)
+                  seconds: float, steps: int, infos: list[Any], skipped: int, space: SearchSpace,
+                  alphas: dict[str, torch.Tensor]) -> dict[str, Any]:
     record: dict[str, Any] = {
         "epoch": epoch + 1,
         "weight_lr": lr,
@@ -322,9 +346,9 @@ def _epoch_record(epoch: int, lr: float, losses: list[float], accs: list[float],
         "seconds_per_step": seconds / steps,
         "arch_steps": len(infos),
         "skipped_arch_steps": skipped,
-        "alpha_softmax": probs.tolist(),
-        "decisive_edges": int((probs.max(dim=1).values >= 0.5).sum()),
-        "arch": str(derive_cell(alpha)),
+        "alpha_softmax": alpha_to_json(alpha_probabilities(alphas)),
+        "decisive_edges": decisive_edges(alphas),
+        "arch": str(space.derive(alphas, False)),
     }
     if infos:
         record["hvps_per_step"] = float(np.mean([i.hvps for i in infos]))
@@ -364,7 +388,7 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
     if checkpoint:
         state = search.load_state_dict(checkpoint)
     else:
-        state = SearchState(search.alpha.detach().clone(), search.alpha.detach().clone())
+        state = SearchState(search.alphas_now(), search.alphas_now())
 
     steps = search.train_stream.batches_per_pass
     bar = tqdm(total=config.epochs * steps, initial=state.epochs_done * steps, disable=not progress,
@@ -407,9 +431,9 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
                 bar.update(1)
             val_metrics = evaluate(search.net, val, search.device)
             seconds = time.perf_counter() - started
+            state.alphas = search.alphas_now()
             state.history.append(_epoch_record(epoch, lr, losses, accs, val_metrics, seconds, steps, infos,
-                                               skipped, search.alpha))
-            state.alpha = search.alpha.detach().clone()
+                                               skipped, config.search_space, state.alphas))
             state.wall_time += seconds
             state.epochs_done = epoch + 1
             atomic_write_text(out / LOG, "".join(json.dumps(r) + "\n" for r in state.history))
