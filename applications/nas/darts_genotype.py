@@ -108,15 +108,14 @@ class Genotype:
             raise GenotypeError(f"genotype {text!r} must name exactly the fields {', '.join(expected)}")
         try:
             values = {name: ast.literal_eval(node) for name, node in fields.items()}
-            return cls(
-                normal=tuple((str(op), int(source)) for op, source in values["normal"]),
-                normal_concat=tuple(int(node) for node in values["normal_concat"]),
-                reduce=tuple((str(op), int(source)) for op, source in values["reduce"]),
-                reduce_concat=tuple(int(node) for node in values["reduce_concat"]),
-            )
+            normal = tuple((str(op), int(source)) for op, source in values["normal"])
+            reduce = tuple((str(op), int(source)) for op, source in values["reduce"])
+            normal_concat = tuple(int(node) for node in values["normal_concat"])
+            reduce_concat = tuple(int(node) for node in values["reduce_concat"])
         except (ValueError, TypeError):
             raise GenotypeError(f"genotype {text!r} must hold lists of (operation, input) pairs and of "
                                 "node numbers") from None
+        return cls(normal, normal_concat, reduce, reduce_concat)
 
     def __str__(self) -> str:
         return (f"Genotype(normal={list(self.normal)}, normal_concat={list(self.normal_concat)}, "
