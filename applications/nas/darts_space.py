@@ -124,12 +124,12 @@ class DartsMixedCell(nn.Module):
         """
         nodes = [self.preprocess0(s0), self.preprocess1(s1)]
         for to_node in range(NUM_INPUTS, NUM_INPUTS + NUM_INTERMEDIATE):
-            total = sum(
-                weights[edge, k + 1] * op(nodes[from_node])
-                for edge, (target, from_node) in enumerate(EDGES) if target == to_node
-                for k, op in enumerate(self.edges[edge])
-            )
-            nodes.append(total)  # type: ignore[arg-type]
+            terms: list[torch.Tensor] = []
+            for edge, (target, from_node) in enumerate(EDGES):
+                if target == to_node:
+                    ops: nn.ModuleList = self.edges[edge]  # type: ignore[assignment]
+                    terms.extend(weights[edge, k + 1] * op(nodes[from_node]) for k, op in enumerate(ops))
+            nodes.append(torch.stack(terms).sum(dim=0))
         return torch.cat(nodes[NUM_INPUTS:], dim=1)
 
 

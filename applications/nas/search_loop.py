@@ -268,7 +268,7 @@ class _Search:
         # Checked for every α before any is written: the library raises on this; kept as the app's own guarantee.
         for name, grad in result.grads.items():
             if not torch.isfinite(grad).all():
-                raise hg.NonFiniteError(f"non-finite architecture gradient of {name}")
+                raise hg.NonFiniteError(self.config.method, f"the architecture gradient of {name}")
         for name, alpha in self.alphas.items():
             alpha.grad = result.grads[name].detach().to(alpha.dtype)
         self.a_opt.step()

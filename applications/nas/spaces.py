@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
-from torch import nn
 
 from applications.nas import darts_genotype, genotype
 from applications.nas.darts_genotype import Genotype, derive_genotype
@@ -51,7 +50,7 @@ class SearchSpace:
     title: str
     operations: tuple[str, ...]
     edges: tuple[tuple[int, int], ...]
-    build_supernet: Callable[[SearchConfig, int, int], nn.Module]
+    build_supernet: Callable[[SearchConfig, int, int], Supernet | DartsSupernet]
     derive: Callable[[Mapping[str, torch.Tensor], bool], Architecture]
     derivation: Callable[[bool], str]
     parse: Callable[[str], Architecture]
