@@ -19,7 +19,8 @@ def largest_eigenvalue(matvec: MatVec, like: tree.Tree, iters: int = 20, seed: i
     gen = torch.Generator(device=next(iter(like.values())).device).manual_seed(seed)
     v = {k: torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device) for k, x in like.items()}
     v = tree.scale(v, 1.0 / tree.norm(v))
-    lam = torch.zeros((), dtype=next(iter(like.values())).dtype)
+    first = next(iter(like.values()))
+    lam = torch.zeros((), dtype=first.dtype, device=first.device)
     for _ in range(iters):
         av = matvec(v)
         lam = tree.dot(v, av).abs()
