@@ -133,13 +133,11 @@ class Linearization:
             return _grads(self._g_graph, target, grad_outputs=list(v.values()), retain_graph=True)
         if self.mode == "forward":
             return torch.func.jvp(self._grad_fn(wrt), (self._w,), (v,))[1]
-        eps = self.fd_scale / tree.norm(v).clamp_min(torch.finfo(tree.norm(v).dtype).tiny)
-        plus = tree.add(self._w, v, eps)
-        minus = tree.add(self._w, v, -eps)
-        if wrt == "w":
-            gp, gm = (loss_and_grads(self._loss, x, self._lam, self._batch, "inner_loss")[1] for x in (plus, minus))
-        else:
-            gp, gm = (loss_and_grads(self._loss, x, self._lam, self._batch, "inner_loss")[2] for x in (plus, minus))
+        size = tree.norm(v)
+        eps = self.fd_scale / size.clamp_min(torch.finfo(size.dtype).tiny)
+        which = 1 if wrt == "w" else 2  # loss_and_grads returns (value, ∂_w f, ∂_λ f)
+        gp, gm = (loss_and_grads(self._loss, tree.add(self._w, v, sign * eps), self._lam, self._batch, "inner_loss")[which]
+                  for sign in (1.0, -1.0))
         return tree.scale(tree.sub(gp, gm), 0.5 / eps)
 
     def hvp(self, v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
