@@ -135,10 +135,13 @@ class Linearization:
             return torch.func.jvp(self._grad_fn(wrt), (self._w,), (v,))[1]
         size = tree.norm(v)
         eps = self.fd_scale / size.clamp_min(torch.finfo(size.dtype).tiny)
-        which = 1 if wrt == "w" else 2  # loss_and_grads returns (value, ∂_w f, ∂_λ f)
-        gp, gm = (loss_and_grads(self._loss, tree.add(self._w, v, sign * eps), self._lam, self._batch, "inner_loss")[which]
-                  for sign in (1.0, -1.0))
-        return tree.scale(tree.sub(gp, gm), 0.5 / eps)
+
+        def grad_at(w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            _, gw, gh = loss_and_grads(self._loss, w, self._lam, self._batch, "inner_loss")
+            return gw if wrt == "w" else gh
+
+        plus, minus = grad_at(tree.add(self._w, v, eps)), grad_at(tree.add(self._w, v, -eps))
+        return tree.scale(tree.sub(plus, minus), 0.5 / eps)
 
     def hvp(self, v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """(∂²_{ww} f) v."""

@@ -45,7 +45,8 @@ def fixed_point(matvec: MatVec, b: tree.Tree, *, lr: float | torch.Tensor, max_i
         if it == max_iter or (it % check_every == 0 and not under_transform(b) and bool(rnorm <= threshold)):
             break
         active = rnorm > threshold
-        x = tree.add(x, r, torch.where(active, torch.as_tensor(lr, dtype=rnorm.dtype, device=rnorm.device), torch.zeros_like(rnorm)))
+        step = torch.as_tensor(lr, dtype=rnorm.dtype, device=rnorm.device)
+        x = tree.add(x, r, torch.where(active, step, torch.zeros_like(rnorm)))
         active_flags.append(active)
     if under_transform(b):
         return x, unrecorded("FixedPoint", matvecs)
