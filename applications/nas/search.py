@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                           f"reduction cells; --layers sets its depth) [{defaults.space}]")
     run.add_argument("--method", choices=METHODS,
                      help=f"hypergradient: darts-1st (first order), darts-2nd (one-step unrolled, finite "
-                          f"differences), idarts (stochastic Neumann), implicit-cg (conjugate gradient) "
+                          f"differences), idarts (stochastic Neumann), implicit-cg (conjugate gradient), implicit-minres "
+                          f"(MINRES: the same system without assuming a positive-definite Hessian) "
                           f"[{defaults.method}]")
     run.add_argument("--epochs", type=positive_int, help=f"search epochs [{defaults.epochs}]")
     run.add_argument("--seed", type=nonnegative_int, help=f"seed of initialisation, split and batch order [{defaults.seed}]")
@@ -154,10 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"T, weight steps per architecture step [{defaults.inner_steps}]")
     arch.add_argument("--neumann-terms", type=nonnegative_int,
                       help=f"K, Hessian terms of the idarts series, each on a fresh batch [{defaults.neumann_terms}]")
-    arch.add_argument("--cg-max-iter", type=positive_int, help=f"implicit-cg iterations [{defaults.cg_max_iter}]")
-    arch.add_argument("--cg-tol", type=nonnegative_float, help=f"implicit-cg relative tolerance [{defaults.cg_tol}]")
-    arch.add_argument("--cg-damping", type=nonnegative_float,
-                      help=f"implicit-cg damping delta in (H + delta I) v = dF/dw [{defaults.cg_damping}]")
+    arch.add_argument("--solver-max-iter", type=positive_int,
+                      help=f"implicit-cg / implicit-minres iterations [{defaults.solver_max_iter}]")
+    arch.add_argument("--solver-tol", type=nonnegative_float,
+                      help=f"implicit-cg / implicit-minres relative tolerance [{defaults.solver_tol}]")
+    arch.add_argument("--solver-damping", type=nonnegative_float,
+                      help=f"implicit-cg / implicit-minres damping delta in (H + delta I) v = dF/dw [{defaults.solver_damping}]")
 
     result = parser.add_argument_group("derivation and benchmark")
     result.add_argument("--exclude-none", action="store_true",

@@ -3,17 +3,14 @@
 One iteration: ``T`` SGD steps on the weights w (training half), then one Adam step on α with the
 hypergradient of the validation loss, computed by the core library:
 
-=============  ===========================================  =========================================
-``--method``   hypergradient (``hypergrad`` method)           inner batch of the Hessian terms
-=============  ===========================================  =========================================
-darts-1st      ∂_αF only (``FirstOrder``)                    -
-darts-2nd      one virtual SGD step of size ξ = current     the last weight-step batch
-               weight lr, mixed term by central differences
-               (``OneStep(finite_difference=True)``)
-idarts         ∂_αF − γ ∂²_{αw}f Σ_{k≤K}(I − γH)^k ∂_wF,      a fresh training batch per term
-               γ = current weight lr (``StochasticNeumann``)
-implicit-cg    (H + δI) v = ∂_wF by CG (``CG``)               the last weight-step batch
-=============  ===========================================  =========================================
+* ``darts-1st``: ∂_αF only (``FirstOrder``).
+* ``darts-2nd``: one virtual SGD step of size ξ = the current weight lr, mixed term by central
+  differences (``OneStep(finite_difference=True)``), on the last weight-step batch.
+* ``idarts``: ∂_αF − γ ∂²_{αw}f Σ_{k≤K}(I − γH)^k ∂_wF with γ = the current weight lr
+  (``StochasticNeumann``), a fresh training batch per Hessian term.
+* ``implicit-cg``: (H + δI) v = ∂_wF by conjugate gradient (``CG``), on the last weight-step batch.
+* ``implicit-minres``: the same system by ``MINRES``, which does not need H + δI positive definite
+  (the supernet's Hessian away from a minimum is not).
 
 The inner objective handed to the library is the training cross-entropy plus the weights' L2 term
 (wd/2)‖w‖², the function SGD with weight decay actually minimises, so the implicit function theorem is
@@ -53,7 +50,7 @@ from applications.nas.data import BatchStream, ImageSet, load_dataset, split_tra
 from applications.nas.evaluation import evaluate
 from applications.nas.spaces import SPACES, SearchSpace, alpha_probabilities, alpha_to_json, decisive_edges
 
-METHODS = ("darts-1st", "darts-2nd", "idarts", "implicit-cg")
+METHODS = ("darts-1st", "darts-2nd", "idarts", "implicit-cg", "implicit-minres")
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 _CHECKPOINT_VERSION = 2  # 2: the space is in the config, α is a dict of tensors
@@ -79,7 +76,7 @@ class SearchConfig:
         alpha_lr, alpha_beta1, alpha_beta2, alpha_weight_decay: the Adam optimizer of α.
         inner_steps: T, weight steps per architecture step.
         neumann_terms: K, Hessian terms of the iDARTS series (K HVPs).
-        cg_max_iter, cg_tol, cg_damping: the conjugate-gradient solve of ``implicit-cg``.
+        solver_max_iter, solver_tol, solver_damping: the Krylov solve of ``implicit-cg`` and ``implicit-minres``.
         track_bn_stats: BatchNorm keeps running statistics (else it always normalises by the batch).
         augment: random crop and flip on training batches.
         device: torch device string.
@@ -108,9 +105,9 @@ class SearchConfig:
     alpha_weight_decay: float = 1e-3
     inner_steps: int = 1
     neumann_terms: int = 2
-    cg_max_iter: int = 5
-    cg_tol: float = 1e-2
-    cg_damping: float = 0.1
+    solver_max_iter: int = 5
+    solver_tol: float = 1e-2
+    solver_damping: float = 0.1
     track_bn_stats: bool = False
     augment: bool = False
     device: str = "cpu"
@@ -120,7 +117,7 @@ class SearchConfig:
             raise SearchConfigError(f"space {self.space!r} is unknown; expected one of {', '.join(SPACES)}")
         if self.method not in METHODS:
             raise SearchConfigError(f"method {self.method!r} is unknown; expected one of {', '.join(METHODS)}")
-        positive_ints = ("channels", "cells_per_stage", "layers", "epochs", "batch_size", "inner_steps", "cg_max_iter")
+        positive_ints = ("channels", "cells_per_stage", "layers", "epochs", "batch_size", "inner_steps", "solver_max_iter")
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -133,7 +130,7 @@ class SearchConfig:
         for name in ("w_lr", "alpha_lr", "grad_clip"):
             if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
                 raise SearchConfigError(f"{name} = {getattr(self, name)!r}; expected a finite number > 0")
-        nonnegative = ("w_lr_min", "w_weight_decay", "alpha_weight_decay", "cg_tol", "cg_damping", "w_momentum")
+        nonnegative = ("w_lr_min", "w_weight_decay", "alpha_weight_decay", "solver_tol", "solver_damping", "w_momentum")
         for name in nonnegative:
             if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
                 raise SearchConfigError(f"{name} = {getattr(self, name)!r}; expected a finite number >= 0")
@@ -180,7 +177,9 @@ def estimator(config: SearchConfig, lr: float) -> object:
         return hg.OneStep(lr=lr, finite_difference=True)
     if config.method == "idarts":
         return hg.StochasticNeumann(terms=config.neumann_terms, lr=lr)
-    return hg.CG(max_iter=config.cg_max_iter, tol=config.cg_tol, damping=config.cg_damping)
+    if config.method == "implicit-minres":
+        return hg.MINRES(max_iter=config.solver_max_iter, tol=config.solver_tol, damping=config.solver_damping)
+    return hg.CG(max_iter=config.solver_max_iter, tol=config.solver_tol, damping=config.solver_damping)
 
 
 @contextlib.contextmanager

@@ -16,4 +16,4 @@ def _one_thread() -> None:
 def tiny_search() -> list[str]:
     """Command-line options of a search that runs in about a second (3 steps per epoch)."""
     return ["--dataset", "digits", "--train-subset", "96", "--batch-size", "16", "--channels", "2",
-            "--cells-per-stage", "1", "--epochs", "2", "--cg-max-iter", "2", "--alpha-lr", "0.05", "--no-progress"]
+            "--cells-per-stage", "1", "--epochs", "2", "--solver-max-iter", "2", "--alpha-lr", "0.05", "--no-progress"]

@@ -34,7 +34,7 @@ SEARCH_CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("zero epochs", lambda d: ["--epochs", "0", "--out", str(d)], "'0' is not an integer >= 1"),
     ("non-numeric epochs", lambda d: ["--epochs", "ten", "--out", str(d)], "invalid positive_int value"),
     ("negative alpha lr", lambda d: ["--alpha-lr", "-1", "--out", str(d)], "is not a finite number > 0"),
-    ("nan damping", lambda d: ["--cg-damping", "nan", "--out", str(d)], "is not a finite number >= 0"),
+    ("nan damping", lambda d: ["--solver-damping", "nan", "--out", str(d)], "is not a finite number >= 0"),
     ("unknown space", lambda d: ["--space", "nas301", "--out", str(d)], "invalid choice: 'nas301'"),
     ("no output folder", lambda d: [], "--out DIR is required"),
     ("unknown dataset", lambda d: ["--dataset", "svhn", "--out", str(d)], "invalid choice: 'svhn'"),

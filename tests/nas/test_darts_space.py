@@ -117,7 +117,7 @@ def darts_searches() -> dict[str, _Search]:
     torch.set_num_threads(1)
     train, val = split_train_val(load_dataset("digits").train, seed=0, subset=64)
     return {method: _Search(SearchConfig(space="darts", method=method, dataset="digits", channels=2, layers=3,
-                                         batch_size=8, neumann_terms=1, cg_max_iter=2), train, val)
+                                         batch_size=8, neumann_terms=1, solver_max_iter=2), train, val)
             for method in METHODS}
 
 
