@@ -16,7 +16,7 @@ import torch
 from hypergrad import methods as m
 from hypergrad import tree
 from hypergrad.errors import HypergradInputError
-from hypergrad.linearization import Linearization, Loss, _grads, loss_and_grads
+from hypergrad.linearization import Linearization, Loss, _grads, as_scalar_loss, loss_and_grads
 from hypergrad.solvers import (
     SolveInfo,
     conjugate_gradient,
@@ -161,11 +161,11 @@ def unrolled(method: m.Unrolled, p: Problem) -> Estimate:
     velocity = tree.zeros_like(w)
     with torch.enable_grad():
         for _ in range(method.steps):
-            loss = p.inner_loss(w, lam, p.draw_inner())
+            loss = as_scalar_loss(p.inner_loss(w, lam, p.draw_inner()), "inner_loss")
             g = _grads(loss, w, create_graph=True)
             velocity = tree.add(tree.scale(velocity, method.momentum), g) if method.momentum else g
             w = tree.add(w, velocity, -method.lr)
-        value = p.outer_loss(w, lam, p.outer_batch)
+        value = as_scalar_loss(p.outer_loss(w, lam, p.outer_batch), "outer_loss")
         grads = _grads(value, lam)
     _, _, direct = loss_and_grads(p.outer_loss, w, p.hparams, p.outer_batch, "outer_loss")
     info = SolveInfo(method="Unrolled", iterations=method.steps, gradients=method.steps + 2,

@@ -43,7 +43,7 @@ def check_hvp_mode(mode: str) -> None:
         raise HypergradInputError(f"hvp={mode!r} is not a Hessian-vector product mode; expected one of {HVP_MODES}")
 
 
-def _as_scalar_loss(value: object, who: str) -> torch.Tensor:
+def as_scalar_loss(value: object, who: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         raise HypergradInputError(f"{who} returned {shape}; expected a scalar tensor")
@@ -72,7 +72,7 @@ def loss_and_grads(loss_fn: Loss, params: Mapping[str, torch.Tensor], hparams: M
     w = tree.detach(params, True)
     lam = tree.detach(hparams, True)
     with torch.enable_grad():
-        loss = _as_scalar_loss(loss_fn(w, lam, batch), who)
+        loss = as_scalar_loss(loss_fn(w, lam, batch), who)
         g = _grads(loss, {**{f"w/{k}": v for k, v in w.items()}, **{f"h/{k}": v for k, v in lam.items()}})
     gw = {k: g[f"w/{k}"] for k in w}
     gh = {k: g[f"h/{k}"] for k in lam}
@@ -108,7 +108,7 @@ class Linearization:
             self._w = tree.detach(params, True)
             self._lam = tree.detach(hparams, True)
             with torch.enable_grad():
-                loss = _as_scalar_loss(inner_loss(self._w, self._lam, batch), "inner_loss")
+                loss = as_scalar_loss(inner_loss(self._w, self._lam, batch), "inner_loss")
                 g = _grads(loss, self._w, create_graph=True)
             self._g_graph = list(g.values())
             self.grad = tree.detach(g)

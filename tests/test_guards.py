@@ -76,6 +76,13 @@ def test_backward_refuses_a_non_leaf_hyperparameter():
     _one_line(exc)
 
 
+def test_unrolled_refuses_a_non_scalar_loss_in_one_line():
+    prob = Ridge()
+    with pytest.raises(hg.HypergradInputError, match=r"inner_loss returned \(6,\); expected a scalar tensor") as exc:
+        _call(prob, hg.Unrolled(steps=2, lr=0.01), inner=lambda p, h, b: p["w"] ** 2)
+    _one_line(exc)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"params": {"w": [1.0, 2.0]}}, r"params\['w'\] is a list; expected a torch.Tensor"),
     ({"params": {}}, "params must be a non-empty dict"),
