@@ -16,7 +16,7 @@ import torch
 from hypergrad import methods as m
 from hypergrad import tree
 from hypergrad.errors import HypergradInputError
-from hypergrad.linearization import Linearization, Loss, _grads, as_scalar_loss, loss_and_grads
+from hypergrad.linearization import Linearization, Loss, as_scalar_loss, autograd_grads, loss_and_grads
 from hypergrad.solvers import (
     SolveInfo,
     conjugate_gradient,
@@ -162,11 +162,11 @@ def unrolled(method: m.Unrolled, p: Problem) -> Estimate:
     with torch.enable_grad():
         for _ in range(method.steps):
             loss = as_scalar_loss(p.inner_loss(w, lam, p.draw_inner()), "inner_loss")
-            g = _grads(loss, w, create_graph=True)
+            g = autograd_grads(loss, w, create_graph=True)
             velocity = tree.add(tree.scale(velocity, method.momentum), g) if method.momentum else g
             w = tree.add(w, velocity, -method.lr)
         value = as_scalar_loss(p.outer_loss(w, lam, p.outer_batch), "outer_loss")
-        grads = _grads(value, lam)
+        grads = autograd_grads(value, lam)
     _, _, direct = loss_and_grads(p.outer_loss, w, p.hparams, p.outer_batch, "outer_loss")
     info = SolveInfo(method="Unrolled", iterations=method.steps, gradients=method.steps + 2,
                      inner_batches=method.steps, lr=method.lr)

@@ -50,7 +50,7 @@ def as_scalar_loss(value: object, who: str) -> torch.Tensor:
     return value.reshape(())
 
 
-def _grads(outputs: torch.Tensor | list[torch.Tensor], inputs: Mapping[str, torch.Tensor],
+def autograd_grads(outputs: torch.Tensor | list[torch.Tensor], inputs: Mapping[str, torch.Tensor],
            grad_outputs: list[torch.Tensor] | None = None, create_graph: bool = False,
            retain_graph: bool | None = None) -> dict[str, torch.Tensor]:
     """``torch.autograd.grad`` on dicts, zeros for inputs the outputs do not depend on."""
@@ -73,7 +73,7 @@ def loss_and_grads(loss_fn: Loss, params: Mapping[str, torch.Tensor], hparams: M
     lam = tree.detach(hparams, True)
     with torch.enable_grad():
         loss = as_scalar_loss(loss_fn(w, lam, batch), who)
-        g = _grads(loss, {**{f"w/{k}": v for k, v in w.items()}, **{f"h/{k}": v for k, v in lam.items()}})
+        g = autograd_grads(loss, {**{f"w/{k}": v for k, v in w.items()}, **{f"h/{k}": v for k, v in lam.items()}})
     gw = {k: g[f"w/{k}"] for k in w}
     gh = {k: g[f"h/{k}"] for k in lam}
     return loss.detach(), gw, gh
@@ -109,7 +109,7 @@ class Linearization:
             self._lam = tree.detach(hparams, True)
             with torch.enable_grad():
                 loss = as_scalar_loss(inner_loss(self._w, self._lam, batch), "inner_loss")
-                g = _grads(loss, self._w, create_graph=True)
+                g = autograd_grads(loss, self._w, create_graph=True)
             self._g_graph = list(g.values())
             self.grad = tree.detach(g)
         elif mode == "forward":
@@ -130,7 +130,7 @@ class Linearization:
     def _product(self, v: dict[str, torch.Tensor], wrt: str) -> dict[str, torch.Tensor]:
         target = self._w if wrt == "w" else self._lam
         if self.mode == "reverse":
-            return _grads(self._g_graph, target, grad_outputs=list(v.values()), retain_graph=True)
+            return autograd_grads(self._g_graph, target, grad_outputs=list(v.values()), retain_graph=True)
         if self.mode == "forward":
             return torch.func.jvp(self._grad_fn(wrt), (self._w,), (v,))[1]
         size = tree.norm(v)
