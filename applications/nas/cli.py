@@ -1,4 +1,5 @@
-"""What every NAS command line shares: one-line errors with exit status 2."""
+"""What every NAS command line shares: one-line errors with exit status 2, and the argparse value types
+(those of :mod:`applications.cli_checks`, and the NAS-Bench-201 cell string)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,24 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-USAGE_ERROR = 2
+from applications.cli_checks import (
+    USAGE_ERROR,
+    existing_dir,
+    existing_file,
+    existing_path,
+    nonnegative_float,
+    nonnegative_int,
+    output_dir,
+    positive_float,
+    positive_int,
+    torch_device,
+)
+from applications.nas.genotype import ArchStringError, Cell
+
+__all__ = [
+    "USAGE_ERROR", "ArgumentParser", "arch_string", "existing_dir", "existing_file", "existing_path",
+    "nonnegative_float", "nonnegative_int", "output_dir", "positive_float", "positive_int", "run_cli", "torch_device",
+]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -29,33 +47,10 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
         return USAGE_ERROR
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number > 0")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    value = float(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
-    return value
+def arch_string(text: str) -> str:
+    """argparse type: a NAS-Bench-201 architecture string, ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``."""
+    try:
+        Cell.parse(text)
+    except ArchStringError as err:
+        raise argparse.ArgumentTypeError(str(err).strip().splitlines()[0]) from None
+    return text

@@ -8,30 +8,37 @@ Exit status: 0 found, 1 not in the table, 2 bad input (one-line message).
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from applications.nas.benchmark_table import DEFAULT_TABLE, BenchmarkTable, TableError, lookup_official
-from applications.nas.cli import ArgumentParser, nonnegative_int, run_cli
+from applications.nas.cli import ArgumentParser, arch_string, existing_file, nonnegative_int, run_cli
 from applications.nas.genotype import ArchStringError, Cell
 
 NOT_FOUND = 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``python -m applications.nas.lookup``."""
     parser = ArgumentParser(prog="python -m applications.nas.lookup",
                             description="Look up the published NAS-Bench-201 accuracies of a cell.")
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--arch", help="official architecture string, |op~0|+|op~0|op~1|+|op~0|op~1|op~2|")
+    which.add_argument("--arch", type=arch_string,
+                       help="official architecture string, |op~0|+|op~0|op~1|+|op~0|op~1|op~2|")
     which.add_argument("--index", type=nonnegative_int, help="official NAS-Bench-201 index (0..15624)")
-    parser.add_argument("--table", type=Path, default=None,
+    parser.add_argument("--table", type=existing_file, default=None,
                         help=f"accuracy CSV (columns index, arch, cifar10_valid, cifar10_test, cifar100_test, "
                              f"imagenet16_120_test) [{DEFAULT_TABLE}]")
-    parser.add_argument("--nats-file", type=Path,
+    parser.add_argument("--nats-file", type=existing_file,
                         help="official NATS-Bench topology file, used instead when nats_bench is installed")
     parser.add_argument("--json", action="store_true", help="print the entry as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     cell = Cell.parse(args.arch) if args.arch is not None else None

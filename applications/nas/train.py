@@ -11,6 +11,7 @@ has one (CIFAR), else a seeded held-out fifth of the training images.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -24,11 +25,16 @@ from tqdm import tqdm
 
 from applications.nas.cli import (
     ArgumentParser,
+    arch_string,
+    existing_dir,
+    existing_file,
     nonnegative_float,
     nonnegative_int,
+    output_dir,
     positive_float,
     positive_int,
     run_cli,
+    torch_device,
 )
 from applications.nas.data import DATASETS, BatchStream, DataError, load_dataset, split_train_val
 from applications.nas.evaluation import evaluate
@@ -40,23 +46,22 @@ from applications.nas.search_loop import atomic_write_text
 def _cell_from_args(arch: str | None, result: Path | None) -> Cell:
     if arch is not None:
         return Cell.parse(arch)
-    assert result is not None
-    if not result.is_file():
-        raise FileNotFoundError(f"--result {result} not found (expected a search's result.json)")
+    assert result is not None  # argparse has checked that it is a readable file
     try:
         return Cell.parse(json.loads(result.read_text())["arch"])
     except (json.JSONDecodeError, KeyError, TypeError):
         raise ValueError(f"--result {result} is not a search result.json with an 'arch' entry") from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``python -m applications.nas.train``."""
     parser = ArgumentParser(prog="python -m applications.nas.train",
                             description="Train a NAS-Bench-201 cell from scratch and report test accuracy.")
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--arch", help="architecture string |op~0|+|op~0|op~1|+|op~0|op~1|op~2|")
-    which.add_argument("--result", type=Path, help="a search's result.json (its 'arch' is trained)")
+    which.add_argument("--arch", type=arch_string, help="architecture string |op~0|+|op~0|op~1|+|op~0|op~1|op~2|")
+    which.add_argument("--result", type=existing_file, help="a search's result.json (its 'arch' is trained)")
     parser.add_argument("--dataset", choices=DATASETS, default="mnist5k", help="training images [mnist5k]")
-    parser.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ or cifar-100-python/")
+    parser.add_argument("--data-dir", type=existing_dir, help="folder holding cifar-10-batches-py/ or cifar-100-python/")
     parser.add_argument("--image-size", type=positive_int, help="resize images to this side")
     parser.add_argument("--train-subset", type=positive_int, help="use this many training images")
     parser.add_argument("--channels", type=positive_int, default=16, help="C [16]")
@@ -67,9 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weight-decay", type=nonnegative_float, default=5e-4, help="weight decay [5e-4]")
     parser.add_argument("--augment", action="store_true", help="random crop and flip")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed [0]")
-    parser.add_argument("--device", default="cpu", help="torch device [cpu]")
+    parser.add_argument("--device", type=torch_device, default="cpu", help="torch device [cpu]")
     parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch [1]")
-    parser.add_argument("--out", type=Path, help="folder for train_result.json")
+    parser.add_argument("--out", type=output_dir, help="folder for train_result.json")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
