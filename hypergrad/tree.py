@@ -126,3 +126,11 @@ def unflatten(vec: torch.Tensor, like: Mapping[str, torch.Tensor]) -> Tree:
         out[k] = vec[i : i + n].view_as(v)
         i += n
     return out
+
+
+def select(flag: torch.Tensor, a: Tree, b: Tree) -> Tree:
+    """``a`` where the 0-d boolean ``flag`` is true, else ``b``: a device-side branch (no host read).
+
+    A select, not ``flag * a``: the rejected side may hold an overflowed or NaN iterate.
+    """
+    return {k: torch.where(flag, a[k], b[k]) for k in a}

@@ -21,13 +21,17 @@ def dense_matrix(matvec: MatVec, like: tree.Tree) -> torch.Tensor:
     return torch.stack(cols, dim=1)
 
 
-def dense_solve(matvec: MatVec, b: tree.Tree, *, damping: float = 0.0) -> tuple[tree.Tree, SolveInfo]:
+def dense_solve(matvec: MatVec, b: tree.Tree, *, damping: float = 0.0,
+                symmetric: bool = True) -> tuple[tree.Tree, SolveInfo]:
     """``(A + δI)⁻¹ b`` by LU on the dense matrix; the residual is measured on that matrix.
 
-    ``A`` is symmetrised as (A + Aᵀ)/2 first, which only removes round-off of the products.
+    With ``symmetric=True`` (a Hessian) ``A`` is symmetrised as (A + Aᵀ)/2 first, which only removes
+    round-off of the products; a root condition's Jacobian is solved as it is (``symmetric=False``).
     """
     a = dense_matrix(matvec, b)
-    a = 0.5 * (a + a.T) + damping * torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
+    if symmetric:
+        a = 0.5 * (a + a.T)
+    a = a + damping * torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
     rhs = tree.flatten(b)
     x = torch.linalg.solve(a, rhs)
     if under_transform(b):
@@ -35,6 +39,6 @@ def dense_solve(matvec: MatVec, b: tree.Tree, *, damping: float = 0.0) -> tuple[
     residual = float(torch.linalg.vector_norm(a @ x - rhs))
     scale = float(torch.linalg.vector_norm(rhs))
     converged = residual <= 1e-6 * max(scale, 1e-300) and bool(torch.isfinite(x).all())
-    message = "" if converged else f"Exact: the Hessian is singular or ill-conditioned (residual {residual:.3g})"
+    message = "" if converged else f"Exact: the matrix is singular or ill-conditioned (residual {residual:.3g})"
     return tree.unflatten(x, b), SolveInfo(method="Exact", iterations=1, residual_norm=residual, converged=converged,
                                            residual_trace=(scale, residual), hvps=a.shape[0], message=message)
