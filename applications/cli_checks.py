@@ -135,6 +135,20 @@ def existing_dir(text: str) -> Path:
     return _readable(path, "folder")
 
 
+def existing_output_dir(text: str) -> Path:
+    """argparse type: an existing folder to write into (e.g. the folder of a run to resume)."""
+    path = existing_dir(text)
+    if not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{path} is not writable")
+    return path
+
+
+def existing_dir_text(text: str) -> str:
+    """argparse type: :func:`existing_dir`, kept as text for options that end up in a JSON config."""
+    existing_dir(text)
+    return text
+
+
 def existing_path(text: str) -> Path:
     """argparse type: a readable file or folder."""
     path = Path(text)

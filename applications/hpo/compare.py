@@ -13,6 +13,7 @@ validation loss random search found with the same seed by then (to 0.1%).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import statistics
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..cli_checks import existing_path, output_file, positive_float
 from .cli import OneLineParser
 from .results import RESULT_FILE
 
@@ -163,18 +165,22 @@ def plot(runs: list[Run], out: Path, at: float | None = None) -> None:
     plt.close(figure)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m applications.hpo.compare``; returns the exit status."""
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``python -m applications.hpo.compare``."""
     parser = OneLineParser(prog="applications.hpo.compare", description=__doc__.split("\n")[0])
-    parser.add_argument("paths", nargs="+", type=Path, help="run directories or folders of them")
-    parser.add_argument("--out", type=Path, required=True, help="PNG file of the chart")
-    parser.add_argument("--table", type=Path, help="also write the Markdown table here")
-    parser.add_argument("--at", type=float, help="equal wall time of the table (default: smallest budget)")
+    parser.add_argument("paths", nargs="+", type=existing_path, help="run directories or folders of them")
+    parser.add_argument("--out", type=output_file, required=True, help="PNG file of the chart")
+    parser.add_argument("--table", type=output_file, help="also write the Markdown table here")
+    parser.add_argument("--at", type=positive_float, help="equal wall time of the table (default: smallest budget)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m applications.hpo.compare``; returns the exit status (a bad option exits with 2)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.out.suffix.lower() != ".png":
         parser.error(f"--out {str(args.out)!r} must end in .png")
-    if args.at is not None and not args.at > 0:
-        parser.error(f"--at {args.at} must be positive")
     try:
         runs = load_runs(args.paths)
     except (FileNotFoundError, json.JSONDecodeError, KeyError) as error:
@@ -188,5 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Entry point: :func:`main`'s exit status (argparse's errors exit with 2 by ``SystemExit``)."""
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

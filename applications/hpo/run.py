@@ -10,6 +10,7 @@ refused with a one-line error and exit status 2.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 import hypergrad as hg
+from applications.cli_checks import nonnegative_int, output_dir, positive_float, positive_int
 
 from .baselines import GridProposer, Proposer, RandomProposer, TPEProposer, trial_search
 from .budget import Budget
@@ -203,31 +205,47 @@ def run(
 
 
 def _neumann_lr(text: str) -> float | str:
-    return text if text == "auto" else float(text)
+    """argparse type: a finite step size > 0, or ``auto``."""
+    return text if text == "auto" else positive_float(text)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m applications.hpo.run``; returns the exit status."""
+def _outer_optimizer(text: str) -> str:
+    """argparse type: the name of a ``torch.optim`` optimizer."""
+    try:
+        _optimizer_class(text)
+    except UsageError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch.optim optimizer (e.g. Adam, SGD, RMSprop)") from None
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``python -m applications.hpo.run``."""
+    datasets = sorted({name for cls in TASKS.values() for name in cls.datasets})
     parser = OneLineParser(prog="applications.hpo.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
-    parser.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
-    parser.add_argument("--budget-seconds", type=float, default=30.0, help="wall-clock budget (default 30)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of split, init and search (default 0)")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--dataset", help="dataset of the task (default: the task's first)")
-    parser.add_argument("--outer-optimizer", default="Adam", help="torch.optim class for the hyperparameters")
-    parser.add_argument("--outer-lr", type=float, help="its learning rate (default: per task)")
-    parser.add_argument("--max-steps", type=int, help="cap on outer steps or trials")
-    parser.add_argument("--hvps", type=int, help="CG iteration cap or number of Neumann terms")
+    parser.add_argument("--task", required=True, choices=list(TASKS), help=f"one of {', '.join(TASKS)}")
+    parser.add_argument("--method", required=True, choices=METHODS, help=f"one of {', '.join(METHODS)}")
+    parser.add_argument("--budget-seconds", type=positive_float, default=30.0, help="wall-clock budget (default 30)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of split, init and search (default 0)")
+    parser.add_argument("--out", type=output_dir, required=True, help="output directory")
+    parser.add_argument("--dataset", choices=datasets, help="dataset of the task (default: the task's first)")
+    parser.add_argument("--outer-optimizer", type=_outer_optimizer, default="Adam",
+                        help="torch.optim class for the hyperparameters")
+    parser.add_argument("--outer-lr", type=positive_float, help="its learning rate (default: per task)")
+    parser.add_argument("--max-steps", type=positive_int, help="cap on outer steps or trials")
+    parser.add_argument("--hvps", type=nonnegative_int, help="CG iteration cap or number of Neumann terms")
     parser.add_argument("--neumann-lr", type=_neumann_lr, help="Neumann step size, or 'auto'")
     parser.add_argument(
         "--cold-start", action="store_true", help="start every inner solve from the initial weights"
     )
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m applications.hpo.run``; returns the exit status (a bad option exits with 2)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error(f"--threads {args.threads} must be at least 1")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     try:
@@ -257,5 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Entry point: :func:`main`'s exit status (argparse's errors exit with 2 by ``SystemExit``)."""
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

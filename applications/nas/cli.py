@@ -11,7 +11,9 @@ from typing import NoReturn
 from applications.cli_checks import (
     USAGE_ERROR,
     existing_dir,
+    existing_dir_text,
     existing_file,
+    existing_output_dir,
     existing_path,
     nonnegative_float,
     nonnegative_int,
@@ -23,8 +25,8 @@ from applications.cli_checks import (
 from applications.nas.genotype import ArchStringError, Cell
 
 __all__ = [
-    "USAGE_ERROR", "ArgumentParser", "arch_string", "existing_dir", "existing_file", "existing_path",
-    "nonnegative_float", "nonnegative_int", "output_dir", "positive_float", "positive_int", "run_cli", "torch_device",
+    "USAGE_ERROR", "ArgumentParser", "arch_string", "existing_dir", "existing_dir_text", "existing_file",
+    "existing_output_dir", "existing_path", "nonnegative_float", "nonnegative_int", "output_dir", "positive_float", "positive_int", "run_cli", "torch_device",
 ]
 
 

@@ -14,18 +14,18 @@ from applications.hpo import compare, run
 ROOT = Path(__file__).resolve().parents[2]
 
 BAD_RUN_OPTIONS = [
-    (["--task", "nope", "--method", "random"], "--task 'nope' is unknown"),
-    (["--task", "logreg-l2", "--method", "bayes"], "--method 'bayes' is unknown"),
+    (["--task", "nope", "--method", "random"], "argument --task: invalid choice: 'nope'"),
+    (["--task", "logreg-l2", "--method", "bayes"], "argument --method: invalid choice: 'bayes'"),
     (["--task", "logreg-l2", "--method", "random", "--dataset", "mnist5k"], "--dataset 'mnist5k'"),
     (["--task", "reweight", "--method", "grid"], "grid search needs a shared scalar"),
     (["--task", "reweight", "--method", "tpe"], "tpe search needs a shared scalar"),
-    (["--task", "logreg-l2", "--method", "random", "--budget-seconds", "0"], "must be positive"),
-    (["--task", "logreg-l2", "--method", "random", "--budget-seconds", "x"], "invalid float value"),
-    (["--task", "logreg-l2", "--method", "random", "--seed", "-1"], "--seed -1"),
-    (["--task", "logreg-l2", "--method", "random", "--max-steps", "0"], "--max-steps 0"),
+    (["--task", "logreg-l2", "--method", "random", "--budget-seconds", "0"], "--budget-seconds: '0' is not a finite number > 0"),
+    (["--task", "logreg-l2", "--method", "random", "--budget-seconds", "x"], "invalid positive_float value: 'x'"),
+    (["--task", "logreg-l2", "--method", "random", "--seed", "-1"], "argument --seed: '-1' is not an integer >= 0"),
+    (["--task", "logreg-l2", "--method", "random", "--max-steps", "0"], "argument --max-steps: '0' is not an integer >= 1"),
     (["--task", "logreg-l2", "--method", "implicit-cg", "--outer-optimizer", "Nope"], "not a torch.optim"),
     (["--task", "logreg-l2", "--method", "implicit-cg", "--hvps", "0"], "--hvps"),
-    (["--task", "logreg-l2", "--method", "implicit-neumann", "--neumann-lr", "-1"], "--hvps / --neumann-lr"),
+    (["--task", "logreg-l2", "--method", "implicit-neumann", "--neumann-lr", "-1"], "--neumann-lr: '-1' is not a finite number"),
 ]
 
 
@@ -45,7 +45,7 @@ def test_run_refuses_an_out_path_that_is_a_file(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run.main(["--task", "logreg-l2", "--method", "random", "--out", str(file)])
     assert exit_info.value.code == 2
-    assert "is not a directory" in capsys.readouterr().err
+    assert "exists and is not a folder" in capsys.readouterr().err
 
 
 def test_tpe_without_optuna_is_refused_with_one_line(tmp_path, capsys, monkeypatch):
@@ -59,7 +59,7 @@ def test_tpe_without_optuna_is_refused_with_one_line(tmp_path, capsys, monkeypat
 
 def test_compare_refuses_a_missing_run_and_a_non_png_output(tmp_path, capsys):
     for argv, expected in [
-        ([str(tmp_path / "missing"), "--out", str(tmp_path / "c.png")], "does not exist"),
+        ([str(tmp_path / "missing"), "--out", str(tmp_path / "c.png")], "missing not found"),
         ([str(tmp_path), "--out", str(tmp_path / "c.png")], "no result.json"),
         ([str(tmp_path), "--out", str(tmp_path / "c.pdf")], "must end in .png"),
     ]:

@@ -50,7 +50,8 @@ SEARCH_CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("image too small", lambda d: ["--image-size", "2", "--out", str(d)], "image_size = 2"),
     ("missing table", lambda d: ["--nb201-table", str(d / "absent.csv"), "--out", str(d)], "absent.csv not found"),
     ("missing nats file", lambda d: ["--nats-file", str(d / "absent.pickle"), "--out", str(d)], "not found"),
-    ("nothing to resume", lambda d: ["--resume", str(d / "never")], "no checkpoint"),
+    ("nothing to resume", lambda d: ["--resume", str(d / "never")], "never not found"),
+    ("resume folder without checkpoint", lambda d: ["--resume", str(d)], "no checkpoint"),
     ("damaged checkpoint", lambda d: ((d / "cp").mkdir(), (d / "cp" / "checkpoint.pt").write_bytes(b"junk"),
                                       ["--resume", str(d / "cp")])[-1], "cannot be read"),
 ]
