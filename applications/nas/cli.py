@@ -18,6 +18,7 @@ from applications.cli_checks import (
     nonnegative_float,
     nonnegative_int,
     output_dir,
+    output_file,
     positive_float,
     positive_int,
     torch_device,
@@ -26,7 +27,8 @@ from applications.nas.genotype import ArchStringError, Cell
 
 __all__ = [
     "USAGE_ERROR", "ArgumentParser", "arch_string", "existing_dir", "existing_dir_text", "existing_file",
-    "existing_output_dir", "existing_path", "nonnegative_float", "nonnegative_int", "output_dir", "positive_float", "positive_int", "run_cli", "torch_device",
+    "existing_output_dir", "existing_path", "nonnegative_float", "nonnegative_int", "output_dir", "output_file",
+    "positive_float", "positive_int", "run_cli", "torch_device",
 ]
 
 
