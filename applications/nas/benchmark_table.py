@@ -7,6 +7,7 @@ cifar10_test, cifar100_test, imagenet16_120_test``, accuracies in %), or the off
 
 from __future__ import annotations
 
+import bisect
 import csv
 import importlib.util
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ DEFAULT_TABLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" /
 """The compact table shipped beside the repository (``../shared/data/nb201/nb201_accuracy.csv``)."""
 
 ACCURACY_COLUMNS = ("cifar10_valid", "cifar10_test", "cifar100_test", "imagenet16_120_test")
+TEST_COLUMNS = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
 
 
 class TableError(ValueError):
@@ -52,6 +54,7 @@ class BenchmarkTable:
         self.source = source
         self._by_arch = {entry.arch: entry for entry in entries}
         self._by_index = {entry.index: entry for entry in entries}
+        self._sorted = {column: sorted(getattr(entry, column) for entry in entries) for column in ACCURACY_COLUMNS}
 
     @classmethod
     def from_csv(cls, path: str | Path) -> BenchmarkTable:
@@ -87,6 +90,36 @@ class BenchmarkTable:
     def by_index(self, index: int) -> BenchmarkEntry | None:
         """The entry with official index ``index``, or ``None``."""
         return self._by_index.get(index)
+
+    def accuracies(self, column: str = "cifar10_test") -> list[float]:
+        """Every cell's accuracy in ``column``, ascending."""
+        if column not in self._sorted:
+            raise ValueError(f"column {column!r} is not one of {', '.join(ACCURACY_COLUMNS)}")
+        return list(self._sorted[column])
+
+    def percentile(self, accuracy: float, column: str = "cifar10_test") -> float:
+        """Where ``accuracy`` ranks among all cells of the table, in percent (mid-rank for ties).
+
+        100 * (cells scoring below + half of the cells scoring the same) / cells: the best cell of
+        NAS-Bench-201 ranks near 100, the median cell at 50, and a random pick at 50 on average.
+        """
+        values = self._sorted[column]
+        below = bisect.bisect_left(values, accuracy)
+        ties = bisect.bisect_right(values, accuracy) - below
+        return 100.0 * (below + 0.5 * ties) / len(values)
+
+
+def expected_best_of(values: list[float], picks: int) -> float:
+    """The expected maximum of ``picks`` cells drawn uniformly (with replacement) from ``values``.
+
+    With the values sorted ascending, a_1 <= ... <= a_N, the best of n draws is a_i with probability
+    (i/N)^n - ((i-1)/N)^n: the exact expectation, no sampling.
+    """
+    if picks < 1 or not values:
+        raise ValueError(f"picks = {picks} from {len(values)} values; expected picks >= 1 and some values")
+    ordered = sorted(values)
+    n = len(ordered)
+    return sum(a * ((i / n) ** picks - ((i - 1) / n) ** picks) for i, a in enumerate(ordered, start=1))
 
 
 def lookup_official(cell: Cell, benchmark_file: str | Path) -> BenchmarkEntry | None:

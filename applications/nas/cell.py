@@ -56,6 +56,14 @@ class MixedCell(nn.Module):
 
         return _run_cell(x, mixture)
 
+    def forward_path(self, x: torch.Tensor, choice: tuple[int, ...]) -> torch.Tensor:
+        """One operation per edge (``choice[e]`` indexes :data:`OPERATIONS`, 0 = ``none``), with the
+        cell's own shared weights: a single path through the mixed cell, for weight-sharing random search."""
+        def single(edge: int, node_input: torch.Tensor) -> torch.Tensor | None:
+            return None if choice[edge] == 0 else self.edges[edge][choice[edge] - 1](node_input)
+
+        return _run_cell(x, single)
+
 
 class FixedCell(nn.Module):
     """A derived cell: one operation per edge, for retraining from scratch."""

@@ -96,6 +96,11 @@ class Supernet(_MacroNetwork):
         weights = torch.softmax(self.alpha, dim=-1)
         return self._forward(x, lambda cell, h: cell(h, weights))
 
+    def forward_path(self, x: torch.Tensor, cell: Cell) -> torch.Tensor:
+        """The network with every mixed cell reduced to ``cell``'s operations, on the shared weights."""
+        choice = tuple(OPERATIONS.index(op) for op in cell.ops)
+        return self._forward(x, lambda mixed, h: mixed.forward_path(h, choice))
+
     def split_parameters(self) -> tuple[dict[str, nn.Parameter], dict[str, nn.Parameter]]:
         """The network's own parameter tensors as ``(weights, alphas)`` dicts (no copies)."""
         weights = {name: p for name, p in self.named_parameters() if name != ALPHA_NAME}

@@ -75,3 +75,39 @@ def draw_cell(cell: Cell, path: str | Path, title: str = "") -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def plot_collapse(runs: dict[str, list[tuple[int, list[dict[str, Any]]]]], path: str | Path) -> Path:
+    """The skip-connection collapse indicators of several searches, one panel per method.
+
+    For each search (one colour per seed): the mean softmax weight of ``skip_connect`` over the six edges
+    after every epoch (solid) and the share of the cell derived at that epoch that is ``skip_connect``
+    (dashed). A collapsing DARTS search shows both rising towards 1.
+
+    Args:
+        runs: method -> ``[(seed, per-epoch log records), ...]`` (records as in ``log.jsonl``).
+        path: the PNG to write.
+    """
+    skip = OPERATIONS.index("skip_connect")
+    methods = sorted(runs)
+    fig, axes = plt.subplots(1, len(methods), figsize=(4 * len(methods), 3.6), sharey=True, squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        for i, (seed, history) in enumerate(sorted(runs[method], key=lambda run: run[0])):
+            colour = f"C{i}"
+            epochs = [r["epoch"] for r in history]
+            weight = [sum(row[skip] for row in r["alpha_softmax"]) / len(r["alpha_softmax"]) for r in history]
+            share = [Cell.parse(r["arch"]).ops.count("skip_connect") / len(EDGES) for r in history]
+            ax.plot(epochs, weight, color=colour, label=f"seed {seed}: mean softmax")
+            ax.plot(epochs, share, color=colour, ls="--", label=f"seed {seed}: share of cell")
+        ax.axhline(1 / len(OPERATIONS), color="black", lw=0.5, ls=":")
+        ax.set_title(method)
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("skip_connect")
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    fig.suptitle("collapse indicators: skip_connect's mean softmax weight (solid) and its share of the derived cell (dashed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -22,14 +22,26 @@ from typing import Any
 
 import torch
 
-from applications.nas.benchmark_table import DEFAULT_TABLE, BenchmarkEntry, BenchmarkTable, TableError, lookup_official
+from applications.nas.benchmark_table import (
+    DEFAULT_TABLE,
+    TEST_COLUMNS,
+    BenchmarkEntry,
+    BenchmarkTable,
+    TableError,
+    lookup_official,
+)
 from applications.nas.cli import (
     ArgumentParser,
+    existing_dir_text,
+    existing_file,
+    existing_output_dir,
     nonnegative_float,
     nonnegative_int,
+    output_dir,
     positive_float,
     positive_int,
     run_cli,
+    torch_device,
 )
 from applications.nas.data import DATASETS, DataError
 from applications.nas.derive import edge_probabilities
@@ -105,15 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--method", choices=METHODS,
                      help=f"hypergradient: darts-1st (first order), darts-2nd (one-step unrolled, finite "
                           f"differences), idarts (stochastic Neumann), implicit-cg (conjugate gradient), implicit-minres "
-                          f"(MINRES: the same system without assuming a positive-definite Hessian) "
-                          f"[{defaults.method}]")
+                          f"(MINRES: the same system without assuming a positive-definite Hessian), random-ws "
+                          f"(baseline: random search with weight sharing, no alpha) [{defaults.method}]")
     run.add_argument("--epochs", type=positive_int, help=f"search epochs [{defaults.epochs}]")
     run.add_argument("--seed", type=nonnegative_int, help=f"seed of initialisation, split and batch order [{defaults.seed}]")
-    run.add_argument("--out", type=Path, help="output folder (required unless --resume)")
-    run.add_argument("--resume", type=Path, metavar="DIR",
+    run.add_argument("--out", type=output_dir, help="output folder (required unless --resume)")
+    run.add_argument("--resume", type=existing_output_dir, metavar="DIR",
                      help="continue the interrupted search in DIR with the settings stored in its checkpoint "
                           "(search options given here are ignored; derivation and table options apply)")
-    run.add_argument("--device", help=f"torch device [{defaults.device}]")
+    run.add_argument("--device", type=torch_device, help=f"torch device [{defaults.device}]")
     run.add_argument("--threads", type=positive_int, default=1,
                      help="CPU threads for torch [1]: the supernet's small convolutions gain little from more, "
                           "and on a busy machine spinning intra-op threads slowed steps 5x in our measurements")
@@ -121,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", choices=DATASETS, help=f"training images [{defaults.dataset}]")
-    data.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ or cifar-100-python/")
+    data.add_argument("--data-dir", type=existing_dir_text, help="folder holding cifar-10-batches-py/ or cifar-100-python/")
     data.add_argument("--image-size", type=positive_int, help="resize images to this side (e.g. 14 for MNIST)")
     data.add_argument("--train-subset", type=positive_int,
                       help="use this many training images (seeded choice), split in halves for w and alpha")
@@ -153,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"weight decay [{defaults.alpha_weight_decay}]")
     arch.add_argument("--inner-steps", type=positive_int,
                       help=f"T, weight steps per architecture step [{defaults.inner_steps}]")
+    arch.add_argument("--warmup-epochs", type=nonnegative_int,
+                      help=f"epochs of weight steps only before alpha starts to move [{defaults.warmup_epochs}]")
+    arch.add_argument("--rsws-candidates", type=positive_int,
+                      help=f"random-ws: random cells scored with the shared weights at the end [{defaults.rsws_candidates}]")
     arch.add_argument("--neumann-terms", type=nonnegative_int,
                       help=f"K, Hessian terms of the idarts series, each on a fresh batch [{defaults.neumann_terms}]")
     arch.add_argument("--solver-max-iter", type=positive_int,
@@ -166,11 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     result.add_argument("--exclude-none", action="store_true",
                         help="derive the cell without the `none` operation (argmax over the other four; "
                              "the darts derivation always leaves none out)")
-    result.add_argument("--nb201-table", type=Path,
+    result.add_argument("--nb201-table", type=existing_file,
                         help="NAS-Bench-201 accuracy CSV to look the derived cell up in "
                              f"[{DEFAULT_TABLE} when it exists]")
     result.add_argument("--no-table", action="store_true", help="skip the benchmark lookup")
-    result.add_argument("--nats-file", type=Path,
+    result.add_argument("--nats-file", type=existing_file,
                         help="official NATS-Bench topology benchmark file, used when the nats_bench package "
                              "is installed (preferred over the CSV table)")
     return parser
@@ -189,27 +205,36 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 
 def _lookup(cell: Cell, table: BenchmarkTable | None, nats_file: Path | None) -> dict[str, Any] | None:
+    """The cell's benchmark entry and, with a table, its percentile among all cells on each test set."""
     entry: BenchmarkEntry | None = lookup_official(cell, nats_file) if nats_file is not None else None
     source = f"NATS-Bench API ({nats_file})" if entry is not None else None
     if entry is None and table is not None:
         entry, source = table.lookup(cell), table.source
     if entry is None:
         return None
-    return {**entry.to_dict(), "source": source}
+    found: dict[str, Any] = {**entry.to_dict(), "source": source}
+    if table is not None:
+        found["percentile"] = {column: table.percentile(getattr(entry, column), column) for column in TEST_COLUMNS}
+        found["cells_in_table"] = len(table)
+    return found
 
 
 def summarise(config: SearchConfig, state: SearchState, exclude_none: bool, table: BenchmarkTable | None,
               nats_file: Path | None) -> dict[str, Any]:
     """The content of ``result.json``: derived cells, α, timing, and the benchmark's figures."""
     space = config.search_space
-    with_none = space.derive(state.alphas, False)
-    without_none = space.derive(state.alphas, True)
-    chosen = without_none if exclude_none else with_none
+    if state.selected is not None:  # random-ws chose a cell by its shared-weight validation accuracy
+        with_none = without_none = chosen = space.parse(state.selected["arch"])
+    else:
+        with_none = space.derive(state.alphas, False)
+        without_none = space.derive(state.alphas, True)
+        chosen = without_none if exclude_none else with_none
     last = state.history[-1]
     result: dict[str, Any] = {
         "space": space.name,
         "arch": str(chosen),
-        "derivation": space.derivation(exclude_none),
+        "derivation": ("best of random cells by shared-weight validation accuracy" if state.selected is not None
+                       else space.derivation(exclude_none)),
         "connected": chosen.is_connected(),
         "arch_argmax": str(with_none),
         "arch_argmax_without_none": str(without_none),
@@ -218,7 +243,7 @@ def summarise(config: SearchConfig, state: SearchState, exclude_none: bool, tabl
         "epochs": config.epochs,
         "alpha": alpha_to_json(state.alphas),
         "alpha_softmax": alpha_to_json(alpha_probabilities(state.alphas)),
-        "decisive_edges": decisive_edges(state.alphas),
+        "decisive_edges": None if state.selected is not None else decisive_edges(state.alphas),
         "edges": num_edges(state.alphas),
         "wall_time_s": state.wall_time,
         "seconds_per_epoch": state.wall_time / max(1, state.epochs_done),
@@ -228,6 +253,8 @@ def summarise(config: SearchConfig, state: SearchState, exclude_none: bool, tabl
         "nonfinite_steps": state.nonfinite_steps,
         "config": asdict(config),
     }
+    if state.selected is not None:
+        result["random_ws"] = state.selected
     if table is not None or nats_file is not None:
         # Only NAS-Bench-201 has a table; main passes none for another space.
         assert isinstance(chosen, Cell) and isinstance(with_none, Cell) and isinstance(without_none, Cell)
@@ -258,11 +285,17 @@ def _report(result: dict[str, Any], config: SearchConfig, state: SearchState, ou
                      "NAS-Bench-201 scores such cells at chance (10% on CIFAR-10).")
     if result["arch_argmax_without_none"] != result["arch"]:
         lines.append(f"without none:           {result['arch_argmax_without_none']}")
-    lines += ["", "softmax(alpha) per edge (* = largest):",
-              format_alpha_tables(space, state.alphas), "",
-              f"decisive edges (max probability >= 0.5): {result['decisive_edges']} of {result['edges']}; "
-              f"supernet accuracy train {result['final_train_acc']:.3f}, validation {result['final_val_acc']:.3f}; "
-              f"{result['seconds_per_epoch']:.1f} s/epoch"]
+    if state.selected is not None:
+        chosen = state.selected
+        lines += ["", f"random search with weight sharing: best of {chosen['distinct_cells']} distinct random cells by "
+                      f"validation accuracy on the shared weights: {chosen['val_acc']:.3f} (median candidate "
+                      f"{chosen['median_candidate_val_acc']:.3f}); {result['seconds_per_epoch']:.1f} s/epoch"]
+    else:
+        lines += ["", "softmax(alpha) per edge (* = largest):",
+                  format_alpha_tables(space, state.alphas), "",
+                  f"decisive edges (max probability >= 0.5): {result['decisive_edges']} of {result['edges']}; "
+                  f"supernet accuracy train {result['final_train_acc']:.3f}, validation {result['final_val_acc']:.3f}; "
+                  f"{result['seconds_per_epoch']:.1f} s/epoch"]
     benchmark = result.get("benchmark")
     if benchmark:
         for key, label in (("arch", "derived cell"), ("arch_argmax_without_none", "cell without none")):
@@ -275,18 +308,33 @@ def _report(result: dict[str, Any], config: SearchConfig, state: SearchState, ou
                 lines.append(f"NAS-Bench-201 ({label}, index {entry['index']}): test accuracy CIFAR-10 "
                              f"{entry['cifar10_test']:.2f}, CIFAR-100 {entry['cifar100_test']:.2f}, "
                              f"ImageNet16-120 {entry['imagenet16_120_test']:.2f} (%)")
+                if "percentile" in entry:
+                    pct = entry["percentile"]
+                    lines.append(f"  percentile among all {entry['cells_in_table']:,} cells: CIFAR-10 "
+                                 f"{pct['cifar10_test']:.1f}, CIFAR-100 {pct['cifar100_test']:.1f}, ImageNet16-120 "
+                                 f"{pct['imagenet16_120_test']:.1f} (50 = the median cell, what a random pick "
+                                 "scores on average; " + ("above" if pct["cifar10_test"] > 50 else "NOT above")
+                                 + " a random pick on CIFAR-10)")
     if space is not NB201:
         lines.append(f"No benchmark table exists for the {space.title}: judge the genotype by retraining it. "
                      f"{result['edges'] - result['decisive_edges']} of {result['edges']} edges ended with no "
                      "operation above 0.5: those choices are close to noise.")
     elif config.dataset != "cifar10" or config.channels != 16 or config.cells_per_stage != 5:
+        if config.dataset != "cifar10":
+            meaning = ("they rate the cell, not the search, and a small proxy search like this one is not evidence "
+                       "of what the method finds on CIFAR-10.")
+        else:
+            meaning = (f"the search itself saw CIFAR-10 at {config.image_size or 32}x{config.image_size or 32} "
+                       f"({config.train_subset or 'all'} training images), a smaller setting than the "
+                       "benchmark trains cells in.")
+        noise = ("" if result["decisive_edges"] is None else
+                 f" {6 - result['decisive_edges']} of 6 edges ended with no operation above 0.5: those choices "
+                 "are close to noise.")
         lines.append(
             f"What this means: the cell was chosen by a {config.dataset} search with a C={config.channels}, "
             f"N={config.cells_per_stage} supernet for {config.epochs} epochs. The NAS-Bench-201 figures are "
-            "what that cell scores when trained at full size on CIFAR/ImageNet16; they rate the cell, not "
-            "the search, and a small proxy search like this one is not evidence of what the method finds "
-            f"on CIFAR-10. {6 - result['decisive_edges']} of 6 edges ended with no operation above 0.5: "
-            "those choices are close to noise. Compare several seeds before reading much into one cell."
+            f"what that cell scores when trained at full size on CIFAR/ImageNet16; {meaning}{noise} "
+            "Compare several seeds before reading much into one cell."
         )
     lines += ["", f"results: {out / 'result.json'}", f"per-epoch log: {out / 'log.jsonl'}"]
     if space is NB201:

@@ -11,6 +11,10 @@ hypergradient of the validation loss, computed by the core library:
 * ``implicit-cg``: (H + δI) v = ∂_wF by conjugate gradient (``CG``), on the last weight-step batch.
 * ``implicit-minres``: the same system by ``MINRES``, which does not need H + δI positive definite
   (the supernet's Hessian away from a minimum is not).
+* ``random-ws``: the baseline of random search with weight sharing (Li and Talwalkar, 2019): no α.
+  Each weight step trains one uniformly sampled cell (a single path through the supernet's shared
+  weights); at the end ``rsws_candidates`` uniformly sampled cells are scored with those shared weights
+  on the validation half and the best is the result.
 
 The inner objective handed to the library is the training cross-entropy plus the weights' L2 term
 (wd/2)‖w‖², the function SGD with weight decay actually minimises, so the implicit function theorem is
@@ -48,9 +52,12 @@ from tqdm import tqdm
 import hypergrad as hg
 from applications.nas.data import BatchStream, ImageSet, load_dataset, split_train_val
 from applications.nas.evaluation import evaluate
+from applications.nas.genotype import EDGES, OPERATIONS, Cell
 from applications.nas.spaces import SPACES, SearchSpace, alpha_probabilities, alpha_to_json, decisive_edges
 
-METHODS = ("darts-1st", "darts-2nd", "idarts", "implicit-cg", "implicit-minres")
+METHODS = ("darts-1st", "darts-2nd", "idarts", "implicit-cg", "implicit-minres", "random-ws")
+GRADIENT_METHODS = METHODS[:-1]
+"""The methods that move α by a hypergradient; ``random-ws`` samples cells instead."""
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 _CHECKPOINT_VERSION = 2  # 2: the space is in the config, α is a dict of tensors
@@ -75,6 +82,8 @@ class SearchConfig:
         w_lr, w_lr_min, w_momentum, w_weight_decay, grad_clip: weight SGD (Nesterov), cosine lr per epoch.
         alpha_lr, alpha_beta1, alpha_beta2, alpha_weight_decay: the Adam optimizer of α.
         inner_steps: T, weight steps per architecture step.
+        warmup_epochs: epochs of weight steps only, before α starts to move (the paper: 0).
+        rsws_candidates: cells that ``random-ws`` samples and scores at the end of its training.
         neumann_terms: K, Hessian terms of the iDARTS series (K HVPs).
         solver_max_iter, solver_tol, solver_damping: the Krylov solve of ``implicit-cg`` and ``implicit-minres``.
         track_bn_stats: BatchNorm keeps running statistics (else it always normalises by the batch).
@@ -104,6 +113,8 @@ class SearchConfig:
     alpha_beta2: float = 0.999
     alpha_weight_decay: float = 1e-3
     inner_steps: int = 1
+    warmup_epochs: int = 0
+    rsws_candidates: int = 100
     neumann_terms: int = 2
     solver_max_iter: int = 5
     solver_tol: float = 1e-2
@@ -117,16 +128,22 @@ class SearchConfig:
             raise SearchConfigError(f"space {self.space!r} is unknown; expected one of {', '.join(SPACES)}")
         if self.method not in METHODS:
             raise SearchConfigError(f"method {self.method!r} is unknown; expected one of {', '.join(METHODS)}")
-        positive_ints = ("channels", "cells_per_stage", "layers", "epochs", "batch_size", "inner_steps", "solver_max_iter")
+        positive_ints = ("channels", "cells_per_stage", "layers", "epochs", "batch_size", "inner_steps", "solver_max_iter",
+                         "rsws_candidates")
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise SearchConfigError(f"{name} = {value!r}; expected an integer >= 1")
+        if self.method == "random-ws" and self.space != "nb201":
+            raise SearchConfigError(f"method random-ws samples NAS-Bench-201 cells; it does not run in --space {self.space}")
         if self.layers < 3:
             raise SearchConfigError(f"layers = {self.layers}; expected an integer >= 3 (a DARTS network needs "
                                     "a normal cell and two reduction cells)")
         if not isinstance(self.neumann_terms, int) or self.neumann_terms < 0:
             raise SearchConfigError(f"neumann_terms = {self.neumann_terms!r}; expected an integer >= 0")
+        if not isinstance(self.warmup_epochs, int) or not 0 <= self.warmup_epochs < self.epochs:
+            raise SearchConfigError(f"warmup_epochs = {self.warmup_epochs!r}; expected an integer in 0..{self.epochs - 1} "
+                                    f"(fewer than the {self.epochs} epochs, so that α moves at all)")
         for name in ("w_lr", "alpha_lr", "grad_clip"):
             if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
                 raise SearchConfigError(f"{name} = {getattr(self, name)!r}; expected a finite number > 0")
@@ -164,6 +181,8 @@ class SearchState:
     nonfinite_steps: list[dict[str, Any]] = field(default_factory=list)
     wall_time: float = 0.0
     epochs_done: int = 0
+    selected: dict[str, Any] | None = None
+    """``random-ws`` only: the chosen cell (``arch``), its validation accuracy and the candidates scored."""
 
 
 EpochCallback = Callable[[int, SearchState], None]
@@ -218,6 +237,7 @@ class _Search:
         self.train_stream = BatchStream(train, config.batch_size, config.seed + 1, config.augment, device)
         self.val_stream = BatchStream(val, config.batch_size, config.seed + 2, False, device)
         self.hessian_stream = BatchStream(train, config.batch_size, config.seed + 3, config.augment, device)
+        self.path_generator = torch.Generator().manual_seed(config.seed + 4)  # random-ws: the sampled cells
         self.device = device
 
     @property
@@ -242,15 +262,22 @@ class _Search:
         decay = sum((p * p).sum() for p in params.values())
         return self.loss(params, hparams, batch) + 0.5 * self.config.w_weight_decay * decay
 
+    def random_cell(self) -> Cell:
+        """A cell drawn uniformly from the 5^6 of NAS-Bench-201 (``random-ws``)."""
+        picks = torch.randint(0, len(OPERATIONS), (len(EDGES),), generator=self.path_generator)
+        return Cell(tuple(OPERATIONS[int(k)] for k in picks))
+
     def weight_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
         x, y = batch
-        logits = self.net(x)
+        sampling = self.config.method == "random-ws"
+        logits = self.net.forward_path(x, self.random_cell()) if sampling else self.net(x)
         loss = F.cross_entropy(logits, y)
         params = list(self.weights.values())
-        # Gradients of the weights only: α must not collect training-loss gradients here.
-        for p, g in zip(params, torch.autograd.grad(loss, params)):
+        # Gradients of the weights only: α must not collect training-loss gradients here. A sampled
+        # path (random-ws) leaves the other operations' weights without a gradient, so SGD skips them.
+        for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=sampling)):
             p.grad = g
-        nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.config.grad_clip)
         self.w_opt.step()
         return float(loss.detach()), float((logits.argmax(1) == y).float().mean())
 
@@ -282,6 +309,7 @@ class _Search:
             "a_opt": self.a_opt.state_dict(),
             "streams": {name: getattr(self, name).state_dict()
                         for name in ("train_stream", "val_stream", "hessian_stream")},
+            "path_generator": self.path_generator.get_state(),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             "initial_alphas": state.initial_alphas,
             "history": state.history,
@@ -296,11 +324,34 @@ class _Search:
         self.a_opt.load_state_dict(checkpoint["a_opt"])
         for name, stream_state in checkpoint["streams"].items():
             getattr(self, name).load_state_dict(stream_state)
+        if "path_generator" in checkpoint:  # absent from checkpoints written before random-ws existed
+            self.path_generator.set_state(checkpoint["path_generator"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         np.random.set_state(checkpoint["rng"]["numpy"])
         random.setstate(checkpoint["rng"]["python"])
         return SearchState(self.alphas_now(), checkpoint["initial_alphas"], checkpoint["history"],
                            checkpoint["nonfinite_steps"], checkpoint["wall_time"], checkpoint["epochs_done"])
+
+
+@torch.no_grad()
+def select_by_weight_sharing(search: _Search, val: ImageSet, candidates: int) -> dict[str, Any]:
+    """Random search with weight sharing: the best of ``candidates`` uniformly drawn cells, each scored
+    by its validation accuracy on the supernet's shared weights (the whole validation half)."""
+    search.net.eval()
+    scored: dict[str, float] = {}
+    for _ in range(candidates):
+        cell = search.random_cell()
+        if str(cell) in scored:
+            continue
+        correct = 0
+        for start in range(0, len(val), 256):
+            x, y = val.batch(torch.arange(start, min(start + 256, len(val))), search.device)
+            correct += int((search.net.forward_path(x, cell).argmax(1) == y).sum())
+        scored[str(cell)] = correct / len(val)
+    search.net.train()
+    best = max(scored, key=lambda arch: scored[arch])
+    return {"arch": best, "val_acc": scored[best], "candidates": candidates, "distinct_cells": len(scored),
+            "median_candidate_val_acc": float(np.median(list(scored.values())))}
 
 
 def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
@@ -408,7 +459,8 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
                 loss, acc = search.weight_step(batch)
                 losses.append(loss)
                 accs.append(acc)
-                if (step + 1) % config.inner_steps == 0:
+                moves_alpha = config.method in GRADIENT_METHODS and epoch >= config.warmup_epochs
+                if moves_alpha and (step + 1) % config.inner_steps == 0:
                     try:
                         infos.append(search.arch_step(lr, batch))
                         if infos[-1].diverged and not reported_growth:
@@ -441,4 +493,6 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
                 on_epoch_end(epoch + 1, state)
     finally:
         bar.close()
+    if config.method == "random-ws":
+        state.selected = select_by_weight_sharing(search, val, config.rsws_candidates)
     return state

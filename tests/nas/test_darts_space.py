@@ -12,7 +12,7 @@ from applications.nas.darts_genotype import EDGES, OPERATIONS, Genotype, Genotyp
 from applications.nas.darts_space import ALPHA_NAMES, DartsMixedCell, DartsSupernet
 from applications.nas.data import load_dataset, split_train_val
 from applications.nas.search import cli as search_cli
-from applications.nas.search_loop import CHECKPOINT, METHODS, SearchConfig, _Search
+from applications.nas.search_loop import CHECKPOINT, GRADIENT_METHODS, SearchConfig, _Search
 
 # The NAS application runs in float32; the suite-wide default is float64 for solver tests.
 pytestmark = pytest.mark.float32
@@ -118,10 +118,10 @@ def darts_searches() -> dict[str, _Search]:
     train, val = split_train_val(load_dataset("digits").train, seed=0, subset=64)
     return {method: _Search(SearchConfig(space="darts", method=method, dataset="digits", channels=2, layers=3,
                                          batch_size=8, neumann_terms=1, solver_max_iter=2), train, val)
-            for method in METHODS}
+            for method in GRADIENT_METHODS}
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
 def test_every_method_gives_both_alphas_a_finite_gradient(method: str, darts_searches: dict[str, _Search]) -> None:
     search = darts_searches[method]
     search.weight_step(search.train_stream())

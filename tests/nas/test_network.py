@@ -9,7 +9,7 @@ from applications.nas.cell import FixedCell, MixedCell
 from applications.nas.data import load_dataset, split_train_val
 from applications.nas.genotype import OPERATIONS, Cell
 from applications.nas.network import ALPHA_NAME, DerivedNetwork, Supernet
-from applications.nas.search_loop import METHODS, SearchConfig, _Search
+from applications.nas.search_loop import GRADIENT_METHODS, SearchConfig, _Search
 
 # The NAS application runs in float32; the suite-wide default is float64 for solver tests.
 pytestmark = pytest.mark.float32
@@ -75,14 +75,14 @@ def tiny_search_objects() -> dict[str, _Search]:
     data = load_dataset("digits")
     train, val = split_train_val(data.train, 0, 128)
     searches = {}
-    for method in METHODS:
+    for method in GRADIENT_METHODS:
         config = SearchConfig(method=method, dataset="digits", channels=2, cells_per_stage=1, batch_size=32,
                               solver_max_iter=3, track_bn_stats=True)
         searches[method] = _Search(config, train, val)
     return searches
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
 def test_every_method_gives_alpha_a_finite_gradient_without_touching_the_network(
         method: str, tiny_search_objects: dict[str, _Search]) -> None:
     search = tiny_search_objects[method]

@@ -10,7 +10,7 @@ import torch
 import hypergrad as hg
 from applications.nas.genotype import Cell
 from applications.nas.search import cli as search_cli
-from applications.nas.search_loop import CHECKPOINT, METHODS, SearchConfig, SearchState, run_search
+from applications.nas.search_loop import CHECKPOINT, GRADIENT_METHODS, SearchConfig, SearchState, run_search
 
 # The NAS application runs in float32; the suite-wide default is float64 for solver tests.
 pytestmark = pytest.mark.float32
@@ -26,7 +26,7 @@ def _without_timing(value: Any) -> Any:
     return value
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
 def test_a_tiny_search_of_each_method_writes_a_valid_result(
         method: str, tmp_path: Path, tiny_search: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / method

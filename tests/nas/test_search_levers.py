@@ -1,0 +1,126 @@
+"""The search levers and baselines: weight warm-up, random search with weight sharing, the percentile of
+a derived cell among all NAS-Bench-201 cells, the random-pick baseline and the collapse indicators."""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+from applications.nas.benchmark_table import DEFAULT_TABLE, BenchmarkTable, expected_best_of
+from applications.nas.genotype import OPERATIONS, Cell
+from applications.nas.network import Supernet
+from applications.nas.report import cli as report_cli
+from applications.nas.report import skip_share
+from applications.nas.search import cli as search_cli
+from applications.nas.search_loop import SearchConfig, SearchConfigError
+
+pytestmark = pytest.mark.float32
+needs_table = pytest.mark.skipif(not DEFAULT_TABLE.is_file(), reason="NAS-Bench-201 table not present")
+
+
+def test_expected_best_of_n_is_the_exact_expectation_of_the_maximum() -> None:
+    # Two values, two draws: the maximum is 1 only when both draws are 1 (probability 1/4).
+    assert expected_best_of([2.0, 1.0], 2) == pytest.approx(1 * 0.25 + 2 * 0.75)
+    assert expected_best_of([3.0, 1.0, 2.0], 1) == pytest.approx(2.0)  # one pick: the mean
+    values = [random.Random(0).gauss(0, 1) for _ in range(50)]
+    rng = random.Random(1)
+    sampled = statistics.mean(max(rng.choice(values) for _ in range(5)) for _ in range(40000))
+    assert expected_best_of(values, 5) == pytest.approx(sampled, abs=0.02)
+    with pytest.raises(ValueError):
+        expected_best_of(values, 0)
+
+
+@needs_table
+def test_percentile_ranks_a_cell_among_all_cells_of_the_table() -> None:
+    table = BenchmarkTable.from_csv(DEFAULT_TABLE)
+    values = table.accuracies("cifar10_test")
+    assert len(values) == 15625 and values == sorted(values)
+    assert table.percentile(94.37) > 99.98  # the best cell
+    assert table.percentile(statistics.median(values)) == pytest.approx(50.0, abs=0.01)
+    assert table.percentile(10.0) < 5  # disconnected cells score 10% and rank at the bottom
+    below_90 = sum(v < 90.0 for v in values) + 0.5 * sum(v == 90.0 for v in values)
+    assert table.percentile(90.0) == pytest.approx(100 * below_90 / len(values))
+
+
+@needs_table
+def test_a_search_writes_and_prints_its_cells_percentile(tmp_path: Path, tiny_search: list[str],
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert search_cli([*tiny_search, "--epochs", "1", "--out", str(tmp_path)]) == 0
+    entry = json.loads((tmp_path / "result.json").read_text())["benchmark"]["arch"]
+    table = BenchmarkTable.from_csv(DEFAULT_TABLE)
+    for column in ("cifar10_test", "cifar100_test", "imagenet16_120_test"):
+        assert entry["percentile"][column] == pytest.approx(table.percentile(entry[column], column))
+    assert entry["cells_in_table"] == 15625
+    printed = capsys.readouterr().out
+    assert f"percentile among all 15,625 cells: CIFAR-10 {entry['percentile']['cifar10_test']:.1f}" in printed
+
+
+def test_alpha_stays_at_its_initial_value_through_the_warm_up_epochs(tmp_path: Path, tiny_search: list[str]) -> None:
+    assert search_cli([*tiny_search, "--epochs", "3", "--warmup-epochs", "2", "--out", str(tmp_path)]) == 0
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["arch_steps"] for r in log] == [0, 0, 3]
+    assert log[0]["alpha_softmax"] == log[1]["alpha_softmax"] != log[2]["alpha_softmax"]
+    with pytest.raises(SearchConfigError, match="warmup_epochs = 3"):
+        SearchConfig(epochs=3, warmup_epochs=3)
+
+
+def test_single_path_forward_equals_the_supernet_with_that_cell_one_hot() -> None:
+    torch.manual_seed(0)
+    net = Supernet(channels=3, cells_per_stage=1, in_channels=1, num_classes=4)
+    cell = Cell(("nor_conv_3x3", "none", "avg_pool_3x3", "skip_connect", "nor_conv_1x1", "none"))
+    with torch.no_grad():
+        net.alpha.zero_()
+        net.alpha[torch.arange(6), [OPERATIONS.index(op) for op in cell.ops]] = 100.0  # softmax = one-hot
+    x = torch.randn(2, 1, 8, 8)
+    assert torch.allclose(net.forward_path(x, cell), net(x), atol=1e-5)
+
+
+@needs_table
+def test_random_search_with_weight_sharing_keeps_the_best_scored_cell(tmp_path: Path, tiny_search: list[str],
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*tiny_search, "--method", "random-ws", "--rsws-candidates", "12"]
+    assert search_cli([*args, "--out", str(tmp_path / "a")]) == 0
+    result = json.loads((tmp_path / "a" / "result.json").read_text())
+    chosen = result["random_ws"]
+    assert result["arch"] == chosen["arch"] and result["decisive_edges"] is None
+    assert 1 <= chosen["distinct_cells"] <= 12 and chosen["val_acc"] >= chosen["median_candidate_val_acc"]
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert all(r["arch_steps"] == 0 for r in log)
+    assert "random search with weight sharing" in capsys.readouterr().out
+    # The same seed chooses the same cell; the choice is part of the search, so a resume repeats it.
+    assert search_cli(["--resume", str(tmp_path / "a"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "a" / "result.json").read_text())["arch"] == result["arch"]
+    with pytest.raises(SearchConfigError, match="random-ws"):
+        SearchConfig(method="random-ws", space="darts")
+
+
+@needs_table
+def test_report_adds_percentiles_the_random_baseline_and_the_collapse_plot(
+        tmp_path: Path, tiny_search: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    for method in ("darts-1st", "random-ws"):
+        assert search_cli([*tiny_search, "--epochs", "1", "--method", method, "--rsws-candidates", "4",
+                           "--out", str(tmp_path / method)]) == 0
+    capsys.readouterr()
+    plot = tmp_path / "collapse.png"
+    assert report_cli([str(tmp_path / "darts-1st"), str(tmp_path / "random-ws"), "--random-baseline",
+                       "--collapse-plot", str(plot)]) == 0
+    printed = capsys.readouterr().out
+    table = BenchmarkTable.from_csv(DEFAULT_TABLE)
+    mean = statistics.mean(table.accuracies("cifar10_test"))
+    assert f"| mean (one pick) | {mean:.2f} |" in printed
+    assert f"| expected best of 10 | {expected_best_of(table.accuracies('cifar10_test'), 10):.2f} |" in printed
+    first = json.loads((tmp_path / "darts-1st" / "result.json").read_text())
+    assert f"| {first['benchmark']['arch']['percentile']['cifar10_test']:.1f} |" in printed
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert report_cli([str(tmp_path / "darts-1st"), "--collapse-plot", str(tmp_path / "absent" / "c.png")]) == 2
+
+
+def test_skip_share_counts_skip_connections_of_the_cell() -> None:
+    all_skip = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
+    assert skip_share(all_skip) == 1.0
+    assert skip_share(all_skip.replace("skip_connect~2", "none~2")) == pytest.approx(5 / 6)
