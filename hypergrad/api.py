@@ -11,6 +11,7 @@ import torch
 
 from hypergrad import methods as m
 from hypergrad import tree
+from hypergrad.conditions import Condition, check_condition_method, default_method
 from hypergrad.errors import HypergradInputError, NonFiniteError
 from hypergrad.estimators import Estimate, Problem, estimate
 from hypergrad.linearization import Loss
@@ -62,7 +63,7 @@ def _raise_on_nonfinite(method: object, est: Estimate) -> None:
             raise NonFiniteError(type(method).__name__, name)
 
 
-def hypergradient(outer_loss: Loss, inner_loss: Loss, params: Mapping[str, torch.Tensor],
+def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mapping[str, torch.Tensor],
                   hparams: Mapping[str, torch.Tensor], *, outer_batch: Any = None, inner_batch: Any = None,
                   method: m.Method | None = None) -> Hypergradient:
     """The hypergradient dF/dλ of ``F(w*(λ), λ)`` where ``w*(λ) = argmin_w f(w, λ)``.
@@ -72,14 +73,17 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss, params: Mapping[str, torch
 
     Args:
         outer_loss: ``F(params, hparams, batch) -> scalar`` (e.g. validation loss).
-        inner_loss: ``f(params, hparams, batch) -> scalar`` (e.g. training loss).
+        inner_loss: ``f(params, hparams, batch) -> scalar`` (e.g. training loss), or an optimality
+            condition that ``params`` satisfies: ``hg.Root(F)`` (F(params, hparams, batch) = 0, a dict
+            like params) or ``hg.FixedPointMap(T)`` (params = T(params, hparams, batch)).
         params: inner variables w, name -> tensor.
         hparams: outer variables λ, name -> tensor (0-d tensors allowed).
         outer_batch: handed to ``outer_loss``.
         inner_batch: handed to ``inner_loss``; a zero-argument callable is called for a fresh batch
             (once per Hessian term by :class:`~hypergrad.StochasticNeumann`, once per step by
             :class:`~hypergrad.Unrolled`, once by the others).
-        method: the estimator; default ``CG()``.
+        method: the estimator; default ``CG()`` for a loss, ``GMRES()`` for a condition (which accepts
+            ``FirstOrder``, ``Exact``, ``FixedPoint``, ``GMRES``, ``BiCGSTAB``, ``NormalCG``).
 
     Returns:
         :class:`Hypergradient` with ``grads`` and ``info``.
@@ -93,8 +97,10 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss, params: Mapping[str, torch
         ...                     outer_batch=(Xv, yv), inner_batch=(Xt, yt), method=CG(max_iter=50))
         >>> res.grads["log_l2"], res.info.converged
     """
-    method = m.CG() if method is None else method
+    method = default_method(inner_loss) if method is None else method
     validate({"outer_loss": outer_loss, "inner_loss": inner_loss}, params, hparams, method)
+    if isinstance(inner_loss, Condition):
+        check_condition_method(method, "hypergradient")
     start = time.perf_counter()
     problem = Problem(outer_loss, inner_loss, dict(params), dict(hparams), outer_batch, batch_sampler(inner_batch))
     est = estimate(method, problem)
@@ -104,7 +110,7 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss, params: Mapping[str, torch
     return Hypergradient(grads=grads, direct=est.direct, outer_value=est.value, info=info)
 
 
-def backward(outer_loss: Loss, inner_loss: Loss, params: Mapping[str, torch.Tensor],
+def backward(outer_loss: Loss, inner_loss: Loss | Condition, params: Mapping[str, torch.Tensor],
              hparams: Mapping[str, torch.Tensor], *, outer_batch: Any = None, inner_batch: Any = None,
              method: m.Method | None = None) -> Hypergradient:
     """Like :func:`hypergradient`, then add ``grads`` into each ``hparams`` tensor's ``.grad``.

@@ -15,16 +15,20 @@ import torch
 
 from hypergrad import methods as m
 from hypergrad import tree
+from hypergrad.conditions import Condition, check_condition_method, condition_solve
 from hypergrad.errors import HypergradInputError
 from hypergrad.linearization import Linearization, Loss, as_scalar_loss, autograd_grads, loss_and_grads
 from hypergrad.solvers import (
     SolveInfo,
+    bicgstab,
     conjugate_gradient,
     dense_solve,
     fixed_point,
+    gmres,
     largest_eigenvalue,
     minres,
     neumann_series,
+    normal_cg,
 )
 
 Checks = list[tuple[str, torch.Tensor]]
@@ -102,8 +106,11 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss, params: dict[str,
 
     The first inner batch serves the solve and the mixed product. Its linearization (the graph of
     ∂_w f) is built when first needed, so that the stochastic Neumann series, whose terms each build
-    and free their own, holds at most one such graph at a time.
+    and free their own, holds at most one such graph at a time. A root or fixed-point condition in
+    place of ``inner_loss`` goes to :func:`~hypergrad.conditions.condition_solve`.
     """
+    if isinstance(inner_loss, Condition):
+        return condition_solve(method, inner_loss, params, hparams, rhs, draw_inner)
     batch = draw_inner()
     built: list[Linearization] = []
 
@@ -127,6 +134,13 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss, params: dict[str,
     elif isinstance(method, m.FixedPoint):
         v, info = fixed_point(hvp, rhs, lr=_step_size(method, hvp, rhs), max_iter=method.max_iter,
                               tol=method.tol, damping=method.damping, check_every=method.check_every)
+    elif isinstance(method, m.GMRES):
+        v, info = gmres(hvp, rhs, restart=method.restart, max_iter=method.max_iter, tol=method.tol,
+                        check_every=method.check_every)
+    elif isinstance(method, m.BiCGSTAB):
+        v, info = bicgstab(hvp, rhs, max_iter=method.max_iter, tol=method.tol, check_every=method.check_every)
+    elif isinstance(method, m.NormalCG):
+        v, info = normal_cg(hvp, hvp, rhs, max_iter=method.max_iter, tol=method.tol, check_every=method.check_every)
     elif isinstance(method, m.StochasticNeumann):
         def fresh_hvp(u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             fresh["hvps"] += 1
@@ -175,6 +189,8 @@ def unrolled(method: m.Unrolled, p: Problem) -> Estimate:
 
 
 def estimate(method: m.Method, p: Problem) -> Estimate:
+    if isinstance(p.inner_loss, Condition):
+        check_condition_method(method)
     if isinstance(method, m.FirstOrder):
         return first_order(method, p)
     if isinstance(method, m.OneStep):

@@ -19,6 +19,7 @@ import torch
 from hypergrad import methods as m
 from hypergrad import tree
 from hypergrad.api import batch_sampler, validate
+from hypergrad.conditions import Condition, check_condition_method, default_method
 from hypergrad.errors import NonFiniteError
 from hypergrad.estimators import implicit_solve
 from hypergrad.linearization import Loss
@@ -28,7 +29,7 @@ from hypergrad.solvers.info import under_transform
 
 @dataclass
 class _Spec:
-    inner_loss: Loss
+    inner_loss: Loss | Condition
     method: m.ImplicitMethod
     w_keys: list[str]
     h_keys: list[str]
@@ -75,7 +76,7 @@ class _ImplicitSolution(torch.autograd.Function):
         return (None, *([None] * n), *(-mixed[k] for k in spec.h_keys))
 
 
-def implicit(inner_loss: Loss, params: Mapping[str, torch.Tensor], hparams: Mapping[str, torch.Tensor],
+def implicit(inner_loss: Loss | Condition, params: Mapping[str, torch.Tensor], hparams: Mapping[str, torch.Tensor],
              inner_batch: Any = None, method: m.ImplicitMethod | None = None,
              on_solve: Callable[[SolveInfo], None] | None = None) -> dict[str, torch.Tensor]:
     """``params`` (an inner solution) attached to the autograd graph of ``hparams`` by the IFT.
@@ -85,11 +86,13 @@ def implicit(inner_loss: Loss, params: Mapping[str, torch.Tensor], hparams: Mapp
 
     Args:
         inner_loss: ``f(params, hparams, batch) -> scalar``; ``params`` should be (close to) its minimiser.
+            Or an optimality condition ``params`` satisfies: ``hg.Root(F)`` or ``hg.FixedPointMap(T)``.
         params: the inner solution, name -> tensor.
         hparams: the hyperparameters; gradients reach them through the returned tensors.
         inner_batch: a batch, or a zero-argument callable returning one.
         method: an implicit method (``Exact``, ``CG``, ``MINRES``, ``Neumann``, ``StochasticNeumann``,
-            ``FixedPoint``); default ``CG()``.
+            ``FixedPoint``, ``GMRES``, ``BiCGSTAB``, ``NormalCG``); default ``CG()`` for a loss, ``GMRES()`` for
+            a condition.
         on_solve: called with the :class:`SolveInfo` of each backward solve.
 
     Returns:
@@ -99,8 +102,10 @@ def implicit(inner_loss: Loss, params: Mapping[str, torch.Tensor], hparams: Mapp
         >>> w = implicit(train_loss, w_star, {"log_l2": log_l2}, (Xt, yt), method=CG(max_iter=50))
         >>> val_loss(w, {"log_l2": log_l2}, (Xv, yv)).backward()   # log_l2.grad = dF/dλ
     """
-    method = m.CG() if method is None else method
+    method = default_method(inner_loss) if method is None else method
     validate({"inner_loss": inner_loss}, params, hparams, method, m.IMPLICIT_METHODS, caller="implicit")
+    if isinstance(inner_loss, Condition):
+        check_condition_method(method, "implicit")
     spec = _Spec(inner_loss, method, list(params), list(hparams), batch_sampler(inner_batch), on_solve)
     out = _ImplicitSolution.apply(spec, *params.values(), *hparams.values())
     return dict(zip(spec.w_keys, out))

@@ -1,4 +1,5 @@
-"""Hessian-vector and mixed second-derivative products of the inner objective.
+"""Hessian-vector and mixed second-derivative products of the inner objective, and the Jacobian
+products of a root or fixed-point map (:class:`MapLinearization`, at the end).
 
 For an inner objective ``f(w, λ)`` on one batch, a :class:`Linearization` at ``(w, λ)`` offers
 
@@ -152,3 +153,87 @@ class Linearization:
         """(∂²_{λw} f)ᵀ v, a dict like ``hparams``."""
         self.mixed_products += 1
         return self._product(v, "h")
+
+
+Map = Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor], Any], dict[str, torch.Tensor]]
+
+
+def as_map_output(value: object, like: Mapping[str, torch.Tensor], who: str) -> dict[str, torch.Tensor]:
+    """``value`` as a dict with the keys (in the order) and shapes of ``like``, or a one-line error."""
+    if not isinstance(value, Mapping):
+        raise HypergradInputError(
+            f"{who} returned a {type(value).__name__}; expected a dict like params with the keys {list(like)}")
+    if set(value) == set(like):
+        value = {k: value[k] for k in like}
+    tree.check_like(like, value, f"{who} output")
+    tree.check_tensor_dict(value, f"{who} output")
+    return dict(value)
+
+
+class MapLinearization:
+    """Jacobian products of a map ``F(params, hparams, batch) -> dict like params`` at ``(w, λ)``.
+
+    * ``value``           = F(w, λ),
+    * ``vjp(u)``          = (∂_w F)ᵀ u: one backward pass, no double backward,
+    * ``jvp(v)``          = (∂_w F) v: one forward-mode evaluation of F (``torch.func.jvp``),
+    * ``vjp_hparams(u)``  = (∂_λ F)ᵀ u, the mixed product of a root condition.
+
+    ``mode="reverse"`` evaluates F once with its autograd graph kept, and each VJP is one backward pass
+    through it (about one evaluation of F). ``mode="forward"`` takes the VJPs from ``torch.func.vjp``
+    instead, which ``torch.func`` transforms can trace (``implicit()`` under ``grad``/``vmap``).
+
+    Args:
+        fn: the map F (a root condition, or the map T of a fixed-point condition).
+        params: the point ``w``; never modified.
+        hparams: the point ``λ``; never modified.
+        batch: the batch handed to ``fn``.
+        mode: ``"reverse"`` or ``"forward"``.
+        who: the map's name in error messages.
+
+    Attributes:
+        vjps: VJPs with respect to w computed so far.
+        jvps: JVPs computed so far.
+    """
+
+    def __init__(self, fn: Map, params: Mapping[str, torch.Tensor], hparams: Mapping[str, torch.Tensor],
+                 batch: Any, mode: str = "reverse", who: str = "condition") -> None:
+        if mode not in ("reverse", "forward"):
+            raise HypergradInputError(f"hvp={mode!r}: a condition's products are 'reverse' or 'forward' (VJPs), "
+                                      "not finite differences")
+        self.mode = mode
+        self._fn = fn
+        self._batch = batch
+        self.vjps = 0
+        self.jvps = 0
+        if mode == "reverse":
+            self._w = tree.detach(params, True)
+            self._lam = tree.detach(hparams, True)
+            with torch.enable_grad():
+                out = as_map_output(fn(self._w, self._lam, batch), params, who)
+            self._out = list(out.values())
+            self.value = tree.detach(out)
+        else:
+            self._w = tree.detach(params)
+            self._lam = tree.detach(hparams)
+            out, self._vjp_fn = torch.func.vjp(lambda w, lam: as_map_output(fn(w, lam, batch), params, who),
+                                               self._w, self._lam)
+            self.value = out
+
+    def vjp(self, u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """(∂_w F)ᵀ u."""
+        self.vjps += 1
+        if self.mode == "reverse":
+            return autograd_grads(self._out, self._w, grad_outputs=list(u.values()), retain_graph=True)
+        return self._vjp_fn(u)[0]
+
+    def vjp_hparams(self, u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """(∂_λ F)ᵀ u, a dict like ``hparams``."""
+        if self.mode == "reverse":
+            return autograd_grads(self._out, self._lam, grad_outputs=list(u.values()), retain_graph=True)
+        return self._vjp_fn(u)[1]
+
+    def jvp(self, v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """(∂_w F) v."""
+        self.jvps += 1
+        out = torch.func.jvp(lambda w: self._fn(w, self._lam, self._batch), (self._w,), (v,))[1]
+        return {k: out[k] for k in self._w}

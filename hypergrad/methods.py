@@ -205,6 +205,88 @@ class FixedPoint:
 
 
 @dataclass(frozen=True)
+class GMRES:
+    """Implicit function theorem with the linear system solved by restarted GMRES(m).
+
+    Needs no symmetry: the solver for root and fixed-point conditions (``hg.Root``, ``hg.FixedPointMap``),
+    whose system (∂_wF)ᵀ u = ∂_wL is not symmetric; it also solves the Hessian system of an
+    ``inner_loss``. Minimises the residual over the Krylov space; each cycle of ``restart`` iterations
+    keeps ``restart + 1`` vectors. Cost: at most ``max_iter`` products (a VJP of the condition, or an
+    HVP) + one per restart + 1 mixed product + 1 gradient of the outer objective.
+    Saad & Schultz, "GMRES", SIAM J. Sci. Stat. Comput., 1986.
+
+    Args:
+        max_iter: most Arnoldi iterations over all cycles.
+        tol: stop when ‖residual‖ ≤ tol·‖∂_wL‖.
+        restart: m, the basis size per cycle.
+        hvp: product mode; for a condition ``"reverse"`` (autograd, the graph of F kept) or ``"forward"``
+            (``torch.func.vjp``, traceable under ``torch.func`` transforms).
+        check_every: iterations between host reads of the residual (None: 1 on CPU, 10 on GPU).
+    """
+
+    max_iter: int = 100
+    tol: float = 1e-10
+    restart: int = 20
+    hvp: str = "reverse"
+    check_every: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "max_iter", self.max_iter)
+        _nonnegative(self, "tol", self.tol)
+        _positive_int(self, "restart", self.restart)
+        check_hvp_mode(self.hvp)
+        if self.check_every is not None:
+            _positive_int(self, "check_every", self.check_every)
+
+
+@dataclass(frozen=True)
+class BiCGSTAB:
+    """Implicit function theorem with the linear system solved by BiCGSTAB.
+
+    Needs no symmetry; short recurrences (six vectors, whatever the iteration count), two products per
+    iteration; its residual is not monotone and it can break down (``info.message`` says so).
+    Cost: at most 2·``max_iter`` products + 1 mixed product + 1 gradient of the outer objective.
+    van der Vorst, "Bi-CGSTAB", SIAM J. Sci. Stat. Comput., 1992.
+    """
+
+    max_iter: int = 100
+    tol: float = 1e-10
+    hvp: str = "reverse"
+    check_every: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "max_iter", self.max_iter)
+        _nonnegative(self, "tol", self.tol)
+        check_hvp_mode(self.hvp)
+        if self.check_every is not None:
+            _positive_int(self, "check_every", self.check_every)
+
+
+@dataclass(frozen=True)
+class NormalCG:
+    """Implicit function theorem with the linear system A u = b solved by CG on A Aᵀ y = b, u = Aᵀ y.
+
+    For a condition, A = (∂_wF)ᵀ: each iteration is one VJP and one JVP of F (forward mode,
+    ``torch.func.jvp``, so F must be ``torch.func``-transformable). Converges for any nonsingular A, at
+    the rate of κ(A)²: the robust fallback when GMRES stalls or BiCGSTAB breaks down. Cost: at most
+    2·``max_iter`` + 1 products + 1 mixed product + 1 gradient of the outer objective.
+    Hestenes & Stiefel, 1952; Craig, 1955.
+    """
+
+    max_iter: int = 100
+    tol: float = 1e-10
+    hvp: str = "reverse"
+    check_every: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "max_iter", self.max_iter)
+        _nonnegative(self, "tol", self.tol)
+        check_hvp_mode(self.hvp)
+        if self.check_every is not None:
+            _positive_int(self, "check_every", self.check_every)
+
+
+@dataclass(frozen=True)
 class Unrolled:
     """Reverse-mode differentiation through T inner steps: the reference the others are checked against.
 
@@ -232,7 +314,11 @@ class Unrolled:
             raise HypergradInputError(f"Unrolled(momentum={self.momentum!r}): expected a number in [0, 1)")
 
 
-Method = FirstOrder | OneStep | Exact | CG | MINRES | Neumann | StochasticNeumann | FixedPoint | Unrolled
-ImplicitMethod = Exact | CG | MINRES | Neumann | StochasticNeumann | FixedPoint
-IMPLICIT_METHODS = (Exact, CG, MINRES, Neumann, StochasticNeumann, FixedPoint)
-METHODS = (FirstOrder, OneStep, Exact, CG, MINRES, Neumann, StochasticNeumann, FixedPoint, Unrolled)
+Method = (FirstOrder | OneStep | Exact | CG | MINRES | Neumann | StochasticNeumann | FixedPoint | GMRES | BiCGSTAB
+          | NormalCG | Unrolled)
+ImplicitMethod = Exact | CG | MINRES | Neumann | StochasticNeumann | FixedPoint | GMRES | BiCGSTAB | NormalCG
+IMPLICIT_METHODS = (Exact, CG, MINRES, Neumann, StochasticNeumann, FixedPoint, GMRES, BiCGSTAB, NormalCG)
+METHODS = (FirstOrder, OneStep, Exact, CG, MINRES, Neumann, StochasticNeumann, FixedPoint, GMRES, BiCGSTAB, NormalCG,
+           Unrolled)
+# What a root or fixed-point condition accepts: solvers that need no symmetry (and FirstOrder, which solves nothing).
+CONDITION_METHODS = (FirstOrder, Exact, FixedPoint, GMRES, BiCGSTAB, NormalCG)

@@ -1,0 +1,141 @@
+"""Optimality conditions other than a minimum: roots ``F(w, λ) = 0`` and fixed points ``w = T(w, λ)``.
+
+The inner solution of a proximal method (lasso, non-negativity) is a fixed point of a prox-gradient
+map; a deep equilibrium layer is ``z* = T(z*, x, θ)``; a KKT system or a Nash equilibrium is a root of
+a non-symmetric map. Hand such a condition to :func:`~hypergrad.hypergradient`, :func:`~hypergrad.backward`
+or :func:`~hypergrad.implicit` in place of ``inner_loss``, wrapped so the library knows which it is::
+
+    hg.hypergradient(outer_loss, hg.Root(F), params, hparams, ...)          # F(params, hparams, batch) = 0
+    hg.implicit(hg.FixedPointMap(T), params, hparams, batch, method=hg.GMRES())
+
+By the implicit function theorem, with L the outer objective,
+
+    dL/dλ = ∂_λL − (∂_λF)ᵀ u,      (∂_wF)ᵀ u = ∂_wL                  (root)
+    dL/dλ = ∂_λL + (∂_λT)ᵀ u,      (I − ∂_wT)ᵀ u = ∂_wL              (fixed point, F = T − w)
+
+each product one VJP of F (or T): a single backward pass, never a double backward. The system is not
+symmetric, so the solvers are GMRES, BiCGSTAB, CG on the normal equations, the fixed-point iteration
+``u ← (∂_wT)ᵀ u + ∂_wL`` and the dense LU; ``inner_loss`` is the special case F = ∂_w f, with its
+symmetric solvers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from hypergrad import methods as m
+from hypergrad import tree
+from hypergrad.errors import HypergradInputError
+from hypergrad.linearization import Map, MapLinearization
+from hypergrad.solvers import SolveInfo, bicgstab, dense_solve, fixed_point, gmres, largest_eigenvalue, normal_cg
+
+
+@dataclass(frozen=True)
+class Condition:
+    """An optimality condition given by a map ``fn(params, hparams, batch) -> dict like params``."""
+
+    fn: Map
+
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise HypergradInputError(f"{type(self).__name__}(fn={self.fn!r}): expected a callable "
+                                      "(params, hparams, batch) -> dict like params")
+
+    def __call__(self, params: dict[str, torch.Tensor], hparams: dict[str, torch.Tensor], batch: Any
+                 ) -> dict[str, torch.Tensor]:
+        return self.fn(params, hparams, batch)
+
+
+@dataclass(frozen=True)
+class Root(Condition):
+    """The inner solution is a root: ``fn(params, hparams, batch)`` returns a dict like ``params``, zero there.
+
+    Example (a non-negative least squares solution is a root of the projected-gradient residual):
+        >>> nnls = hg.Root(lambda p, h, b: {"w": p["w"] - (p["w"] - grad_f(p, h, b)).clamp_min(0)})
+    """
+
+
+@dataclass(frozen=True)
+class FixedPointMap(Condition):
+    """The inner solution is a fixed point ``params = fn(params, hparams, batch)`` (the root of T − w).
+
+    Example (a deep equilibrium layer z* = tanh(W z* + U x + b), the layer's weights as hparams):
+        >>> deq = hg.FixedPointMap(lambda p, h, x: {"z": torch.tanh(p["z"] @ h["W"].T + x @ h["U"].T + h["b"])})
+    """
+
+
+def default_method(inner: object) -> m.Method:
+    """The method used when none is given: GMRES for a condition (``docs/benchmarks.md``), CG for a loss."""
+    return m.GMRES() if isinstance(inner, Condition) else m.CG()
+
+
+def check_condition_method(method: object, caller: str = "") -> None:
+    """One-line :class:`HypergradInputError` for a method that needs a symmetric system (or a loss)."""
+    if not isinstance(method, m.CONDITION_METHODS):
+        names = ", ".join(c.__name__ + "()" for c in m.CONDITION_METHODS)
+        where = f"{caller}(method={method!r})" if caller else f"method={method!r}"
+        raise HypergradInputError(f"{where} needs an inner loss (a symmetric Hessian system); a root or fixed-point "
+                                  f"condition's Jacobian is not symmetric: use one of {names}")
+
+
+def _contraction(trace: tuple[float, ...], window: int = 5) -> float:
+    """Per-step factor of the residual over the last ``window`` steps: ρ(∂_wT) for the fixed-point iteration."""
+    k = min(window, len(trace) - 1)
+    if k < 1 or not trace[-1 - k] > 0:
+        return float("nan")
+    return (trace[-1] / trace[-1 - k]) ** (1.0 / k)
+
+
+def condition_solve(method: m.Method, condition: Condition, params: dict[str, torch.Tensor],
+                    hparams: dict[str, torch.Tensor], rhs: dict[str, torch.Tensor], draw_inner: Callable[[], Any],
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
+    """Solve the adjoint system of ``condition`` for ``rhs`` = ∂_wL; return ``(u, correction, info)``.
+
+    ``dL/dλ = ∂_λL − correction``: for a root A = (∂_wF)ᵀ and correction = (∂_λF)ᵀ u; for a fixed point
+    A = I − (∂_wT)ᵀ and correction = −(∂_λT)ᵀ u. One inner batch serves the solve and the mixed
+    product. ``info.hvps`` counts the Jacobian products (VJPs and JVPs; ``info.extra`` splits them).
+    """
+    check_condition_method(method)
+    fixed = isinstance(condition, FixedPointMap)
+    who = "FixedPointMap" if fixed else "Root"
+    lin = MapLinearization(condition.fn, params, hparams, draw_inner(), mode=method.hvp, who=who)
+
+    def matvec(u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return tree.sub(u, lin.vjp(u)) if fixed else lin.vjp(u)
+
+    def rmatvec(u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return tree.sub(u, lin.jvp(u)) if fixed else lin.jvp(u)
+
+    if isinstance(method, m.Exact):
+        u, info = dense_solve(matvec, rhs, damping=method.damping, symmetric=False)
+    elif isinstance(method, m.FixedPoint):
+        # γ = 1 is the plain adjoint iteration u ← (∂_wT)ᵀu + ∂_wL; for a root, 1/|λ_max| by power iteration.
+        lr = method.lr if method.lr != "auto" else (
+            1.0 if fixed else 1.0 / (largest_eigenvalue(matvec, rhs) + method.damping))
+        u, info = fixed_point(matvec, rhs, lr=lr, max_iter=method.max_iter, tol=method.tol, damping=method.damping,
+                              check_every=method.check_every)
+        if info.residual_trace and not info.converged:
+            rate = _contraction(info.residual_trace)
+            info = info.replace(extra={**info.extra, "contraction": rate})
+            if fixed and (info.diverged or rate >= 1):
+                info = info.replace(diverged=True, message=(
+                    f"FixedPoint: T is not contractive at the solution: the adjoint iteration u ← (∂_wT)ᵀu + ∂_wL "
+                    f"changes its residual by ×{rate:.3g} per step (spectral radius of ∂_wT ≥ 1); use GMRES()"))
+    elif isinstance(method, m.GMRES):
+        u, info = gmres(matvec, rhs, restart=method.restart, max_iter=method.max_iter, tol=method.tol,
+                        check_every=method.check_every)
+    elif isinstance(method, m.BiCGSTAB):
+        u, info = bicgstab(matvec, rhs, max_iter=method.max_iter, tol=method.tol, check_every=method.check_every)
+    else:
+        u, info = normal_cg(matvec, rmatvec, rhs, max_iter=method.max_iter, tol=method.tol,
+                            check_every=method.check_every)
+    correction = lin.vjp_hparams(u)
+    if fixed:
+        correction = tree.scale(correction, -1.0)
+    info = info.replace(hvps=lin.vjps + lin.jvps, mixed_products=1, gradients=1, inner_batches=1,
+                        extra={**info.extra, "vjps": lin.vjps, "jvps": lin.jvps})
+    return u, correction, info
