@@ -20,11 +20,12 @@ def gmres(matvec: MatVec, b: tree.Tree, *, restart: int = 20, max_iter: int = 10
           ) -> tuple[tree.Tree, SolveInfo]:
     """Solve ``A x = b`` by GMRES restarted every ``restart`` iterations.
 
-    Iteration k of a cycle costs one matvec and k + 1 inner products (modified Gram–Schmidt); the
-    residual ‖b − Ax_k‖ is read off the Givens-rotated least-squares problem without forming x_k, and x
-    is formed once per cycle. Each restart costs one more matvec for the true residual. Without restarts
-    (``restart ≥ max_iter``) it converges in at most n iterations for any nonsingular A; restarted,
-    it converges for A whose symmetric part (A + Aᵀ)/2 is definite, and may stall otherwise.
+    Iteration k of a cycle costs one matvec and four products with the k-vector basis (classical
+    Gram–Schmidt, twice for orthogonality); the residual ‖b − Ax_k‖ is read off the Givens-rotated
+    least-squares problem without forming x_k, and x is formed once per cycle. Each restart costs one
+    more matvec for the true residual. Without restarts (``restart ≥ max_iter``) it converges in at
+    most n iterations for any nonsingular A; restarted, it converges for A whose symmetric part
+    (A + Aᵀ)/2 is definite, and may stall otherwise.
     Scalars stay on the device: a converged iteration is frozen with ``torch.where`` and the host reads
     the residual only every ``check_every`` iterations.
 
@@ -43,70 +44,80 @@ def gmres(matvec: MatVec, b: tree.Tree, *, restart: int = 20, max_iter: int = 10
     """
     check_every = check_every or default_check_every(b)
     transformed = under_transform(b)
+
+    def op(v: torch.Tensor) -> torch.Tensor:
+        return tree.flatten(matvec(tree.unflatten(v, b)))
+
+    # The basis is a matrix of flattened vectors: Gram–Schmidt is two matrix-vector products per pass,
+    # not one kernel per basis vector. Everything is built functionally (no in-place writes), so that
+    # torch.func transforms can trace it.
+    rhs = tree.flatten(b)
     matvecs = 0
     if x0 is None:
-        x, r = tree.zeros_like(b), dict(b)
+        x, r = torch.zeros_like(rhs), rhs
     else:
-        x = dict(x0)
-        r = tree.sub(b, matvec(x))
+        x = tree.flatten(x0)
+        r = rhs - op(x)
         matvecs += 1
-    beta = tree.norm(r)
+    beta = torch.linalg.vector_norm(r)
     tiny = torch.finfo(beta.dtype).tiny
-    one = torch.ones_like(beta)
-    threshold = torch.clamp_min(tol * tree.norm(b), atol)
+    one, zero = torch.ones_like(beta), torch.zeros_like(beta)
+    threshold = torch.clamp_min(tol * torch.linalg.vector_norm(rhs), atol)
     reads = bool(tol or atol) and not transformed
     trace, active_flags = [beta], []
     res = beta
     it, cycles, done = 0, 0, False
     while it < max_iter and not done:
-        basis = [tree.scale(r, 1.0 / torch.where(beta > tiny, beta, one))]
-        g = [beta]  # the rotated right-hand side β e₁ of the least-squares problem
-        cols: list[list[torch.Tensor]] = []
-        cs: list[torch.Tensor] = []
-        sn: list[torch.Tensor] = []
-        for j in range(min(restart, max_iter - it)):
+        m = min(restart, max_iter - it)
+        basis = (r / torch.where(beta > tiny, beta, one)).unsqueeze(0)
+        # Ω = G_j ⋯ G_1, the product of the Givens rotations so far: the rotated right-hand side is
+        # β Ω e₁ and the new Hessenberg column is rotated by one product with Ω, not j scalar rotations.
+        omega = torch.eye(m + 1, dtype=beta.dtype, device=beta.device)
+        cols: list[torch.Tensor] = []
+        flags: list[torch.Tensor] = []
+        for j in range(m):
             if reads and it + j and (it + j) % check_every == 0 and bool(res <= threshold):
                 done = True
                 break
             active = res > threshold
-            w = matvec(basis[j])
+            w = op(basis[j])
             matvecs += 1
-            h = []
-            for vi in basis:
-                hij = tree.dot(w, vi)
-                w = tree.add(w, vi, -hij)
-                h.append(hij)
-            h_next = tree.norm(w)
-            for i in range(j):
-                h[i], h[i + 1] = cs[i] * h[i] + sn[i] * h[i + 1], -sn[i] * h[i] + cs[i] * h[i + 1]
-            rho = torch.clamp_min(torch.sqrt(h[j] ** 2 + h_next**2), tiny)
+            h = basis @ w
+            w = w - basis.T @ h
+            h2 = basis @ w  # a second pass keeps the basis orthogonal to round-off (CGS2)
+            w = w - basis.T @ h2
+            h_next = torch.linalg.vector_norm(w)
+            rotated = omega[: j + 1, : j + 1] @ (h + h2)
+            rho = torch.clamp_min(torch.sqrt(rotated[j] ** 2 + h_next**2), tiny)
             # A frozen step is the identity: unit column, no rotation, and a zero coefficient in the solve.
-            c = torch.where(active, h[j] / rho, one)
-            s = torch.where(active, h_next / rho, torch.zeros_like(rho))
-            cs.append(c)
-            sn.append(s)
-            cols.append([torch.where(active, hi, torch.zeros_like(hi)) for hi in h[:j]] + [torch.where(active, rho, one)])
-            g.append(torch.where(active, -s * g[j], g[j]))
-            g[j] = torch.where(active, c * g[j], torch.zeros_like(g[j]))
-            res = g[j + 1].abs()
+            c = torch.where(active, rotated[j] / rho, one)
+            s = torch.where(active, h_next / rho, zero)
+            unit = torch.zeros(m, dtype=beta.dtype, device=beta.device).index_fill(0, torch.tensor(j), 1.0)
+            col = torch.cat([rotated[:j], rho.unsqueeze(0), torch.zeros(m - j - 1, dtype=beta.dtype, device=beta.device)])
+            cols.append(torch.where(active, col, unit))
+            top, bottom = omega[j], omega[j + 1]
+            omega = torch.cat([omega[:j], (c * top + s * bottom).unsqueeze(0), (c * bottom - s * top).unsqueeze(0),
+                               omega[j + 2:]])
+            res = torch.where(active, beta * omega[j + 1, 0].abs(), res)
             trace.append(res)
-            active_flags.append(active)
-            basis.append(tree.scale(w, 1.0 / torch.where(h_next > tiny, h_next, one)))
+            flags.append(active)
+            basis = torch.cat([basis, (w / torch.where(h_next > tiny, h_next, one)).unsqueeze(0)])
         k = len(cols)
         if k:
-            zero = torch.zeros_like(beta)
-            upper = torch.stack([torch.stack(col + [zero] * (k - len(col))) for col in cols], dim=1)
-            y = torch.linalg.solve_triangular(upper, torch.stack(g[:k]).unsqueeze(1), upper=True).squeeze(1)
-            for j in range(k):
-                x = tree.add(x, basis[j], y[j])
+            upper = torch.stack(cols, dim=1)[:k]
+            g = beta * omega[:k, 0] * torch.stack(flags).to(beta.dtype)
+            y = torch.linalg.solve_triangular(upper, g.unsqueeze(1), upper=True).squeeze(1)
+            x = x + basis[:k].T @ y
             it += k
+            active_flags += flags
         if it < max_iter and not done:
-            r = tree.sub(b, matvec(x))
+            r = rhs - op(x)
             matvecs += 1
-            beta = tree.norm(r)
+            beta = torch.linalg.vector_norm(r)
             res = beta
             cycles += 1
+    solution = tree.unflatten(x, b)
     if transformed:
-        return x, unrecorded("GMRES", matvecs)
+        return solution, unrecorded("GMRES", matvecs)
     info = tolerance_record("GMRES", active_flags, trace, threshold, matvecs)
-    return x, info.replace(extra={"restarts": cycles, "restart": restart})
+    return solution, info.replace(extra={"restarts": cycles, "restart": restart})
