@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -102,7 +102,8 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mappin
     if isinstance(inner_loss, Condition):
         check_condition_method(method, "hypergradient")
     start = time.perf_counter()
-    problem = Problem(outer_loss, inner_loss, dict(params), dict(hparams), outer_batch, batch_sampler(inner_batch))
+    # A condition travels in the same field; estimate() routes it to the root solvers before any loss use.
+    problem = Problem(outer_loss, cast(Loss, inner_loss), dict(params), dict(hparams), outer_batch, batch_sampler(inner_batch))
     est = estimate(method, problem)
     _raise_on_nonfinite(method, est)
     grads = {k: est.grads[k].to(hparams[k].dtype).reshape(hparams[k].shape) for k in hparams}

@@ -68,7 +68,7 @@ class FixedPointMap(Condition):
     """
 
 
-def default_method(inner: object) -> m.Method:
+def default_method(inner: object) -> m.GMRES | m.CG:
     """The method used when none is given: GMRES for a condition (``docs/benchmarks.md``), CG for a loss."""
     return m.GMRES() if isinstance(inner, Condition) else m.CG()
 
@@ -90,7 +90,7 @@ def _contraction(trace: tuple[float, ...], window: int = 5) -> float:
     return (trace[-1] / trace[-1 - k]) ** (1.0 / k)
 
 
-def condition_solve(method: m.Method, condition: Condition, params: dict[str, torch.Tensor],
+def condition_solve(method: object, condition: Condition, params: dict[str, torch.Tensor],
                     hparams: dict[str, torch.Tensor], rhs: dict[str, torch.Tensor], draw_inner: Callable[[], Any],
                     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
     """Solve the adjoint system of ``condition`` for ``rhs`` = ∂_wL; return ``(u, correction, info)``.
@@ -99,7 +99,9 @@ def condition_solve(method: m.Method, condition: Condition, params: dict[str, to
     A = I − (∂_wT)ᵀ and correction = −(∂_λT)ᵀ u. One inner batch serves the solve and the mixed
     product. ``info.hvps`` counts the Jacobian products (VJPs and JVPs; ``info.extra`` splits them).
     """
-    check_condition_method(method)
+    if not isinstance(method, (m.Exact, m.FixedPoint, m.GMRES, m.BiCGSTAB, m.NormalCG)):
+        check_condition_method(method)
+        raise TypeError(f"{type(method).__name__} solves no linear system")
     fixed = isinstance(condition, FixedPointMap)
     who = "FixedPointMap" if fixed else "Root"
     lin = MapLinearization(condition.fn, params, hparams, draw_inner(), mode=method.hvp, who=who)

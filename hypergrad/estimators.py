@@ -99,7 +99,7 @@ def _checked(preconditioner: Callable[[dict], dict] | None) -> Callable[[dict], 
     return apply
 
 
-def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss, params: dict[str, torch.Tensor],
+def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, params: dict[str, torch.Tensor],
                    hparams: dict[str, torch.Tensor], rhs: dict[str, torch.Tensor],
                    draw_inner: Callable[[], Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
     """Solve ``(H + δI) v = rhs`` with ``method`` and return ``(v, (∂²_{λw} f)ᵀ v, info)``.

@@ -215,9 +215,8 @@ class MapLinearization:
         else:
             self._w = tree.detach(params)
             self._lam = tree.detach(hparams)
-            out, self._vjp_fn = torch.func.vjp(lambda w, lam: as_map_output(fn(w, lam, batch), params, who),
-                                               self._w, self._lam)
-            self.value = out
+            traced = torch.func.vjp(lambda w, lam: as_map_output(fn(w, lam, batch), params, who), self._w, self._lam)
+            self.value, self._vjp_fn = traced[0], traced[1]
 
     def vjp(self, u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """(∂_w F)ᵀ u."""
