@@ -16,6 +16,7 @@ from hypergrad.errors import HypergradInputError, NonFiniteError
 from hypergrad.estimators import Estimate, Problem, estimate
 from hypergrad.linearization import Loss
 from hypergrad.solvers import SolveInfo
+from hypergrad.user_code import call, estimator_context
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,10 @@ class Hypergradient:
 
 
 def batch_sampler(inner_batch: Any) -> Callable[[], Any]:
-    """``inner_batch`` as a zero-argument callable: itself if callable, else one returning it."""
-    return inner_batch if callable(inner_batch) else (lambda: inner_batch)
+    """``inner_batch`` as a zero-argument callable: the user's sampler (its exceptions noted), or one returning it."""
+    if not callable(inner_batch):
+        return lambda: inner_batch
+    return lambda: call(inner_batch, "inner_batch() (the batch sampler)", "a fresh inner batch")
 
 
 def validate(losses: dict[str, object], params: object, hparams: object, method: object,
@@ -104,7 +107,8 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mappin
     start = time.perf_counter()
     # A condition travels in the same field; estimate() routes it to the root solvers before any loss use.
     problem = Problem(outer_loss, cast(Loss, inner_loss), dict(params), dict(hparams), outer_batch, batch_sampler(inner_batch))
-    est = estimate(method, problem)
+    with estimator_context(f"hypergradient(method={type(method).__name__})"):
+        est = estimate(method, problem)
     _raise_on_nonfinite(method, est)
     grads = {k: est.grads[k].to(hparams[k].dtype).reshape(hparams[k].shape) for k in hparams}
     info = est.info.replace(seconds=time.perf_counter() - start)

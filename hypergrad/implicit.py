@@ -25,6 +25,7 @@ from hypergrad.estimators import implicit_solve
 from hypergrad.linearization import Loss
 from hypergrad.solvers import SolveInfo
 from hypergrad.solvers.info import under_transform
+from hypergrad.user_code import estimator_context
 
 
 @dataclass
@@ -65,7 +66,9 @@ class _ImplicitSolution(torch.autograd.Function):
             # torch.func cannot see through torch.autograd.grad; its own jvp-of-grad can. The solvers
             # then skip host reads and run their full iteration count (converged steps are frozen).
             method = dataclasses.replace(method, hvp="forward")
-        v, mixed, info = implicit_solve(method, spec.inner_loss, w, lam, rhs, spec.draw)
+        # Set here, not in implicit(): autograd may run this backward in another thread.
+        with estimator_context(f"the backward pass of implicit(method={type(method).__name__})"):
+            v, mixed, info = implicit_solve(method, spec.inner_loss, w, lam, rhs, spec.draw)
         if not transformed:
             for name, d in (("linear-system solution v", v), ("mixed product", mixed)):
                 if not bool(tree.all_finite(d)):

@@ -33,6 +33,7 @@ import torch
 
 from hypergrad import tree
 from hypergrad.errors import HypergradInputError
+from hypergrad.user_code import call
 
 Loss = Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor], Any], torch.Tensor]
 
@@ -67,17 +68,33 @@ def autograd_grads(outputs: torch.Tensor | list[torch.Tensor], inputs: Mapping[s
     return {k: torch.zeros_like(x) if g is None else g for (k, x), g in zip(inputs.items(), got)}
 
 
+def call_loss(loss_fn: Loss, who: str, step: str, params: Mapping[str, torch.Tensor],
+              hparams: Mapping[str, torch.Tensor], batch: Any) -> Any:
+    """``loss_fn(params, hparams, batch)``; an exception inside names ``who`` (``inner_loss``), ``step`` and the batch."""
+    return call(loss_fn, f"{who}(params, hparams, batch)", step, params, hparams, batch,
+                batch_name=who.replace("loss", "batch"), batch=batch)
+
+
 def loss_and_grads(loss_fn: Loss, params: Mapping[str, torch.Tensor], hparams: Mapping[str, torch.Tensor],
-                   batch: Any, who: str) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Value of ``loss_fn`` and its gradients with respect to ``params`` and ``hparams`` (detached)."""
+                   batch: Any, who: str, step: str = ""
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Value of ``loss_fn`` and its gradients with respect to ``params`` and ``hparams`` (detached).
+
+    ``who`` (``"inner_loss"`` or ``"outer_loss"``) and ``step`` name the call in the note an exception
+    raised inside ``loss_fn`` gains (:mod:`hypergrad.user_code`).
+    """
+    step = step or ("its gradients ∂_wF, ∂_λF" if who == "outer_loss" else "its gradients ∂_w f, ∂_λ f")
     w = tree.detach(params, True)
     lam = tree.detach(hparams, True)
     with torch.enable_grad():
-        loss = as_scalar_loss(loss_fn(w, lam, batch), who)
+        loss = as_scalar_loss(call_loss(loss_fn, who, step, w, lam, batch), who)
         g = autograd_grads(loss, {**{f"w/{k}": v for k, v in w.items()}, **{f"h/{k}": v for k, v in lam.items()}})
     gw = {k: g[f"w/{k}"] for k in w}
     gh = {k: g[f"h/{k}"] for k in lam}
     return loss.detach(), gw, gh
+
+
+_GRAPH_STEP = "∂_w f, whose graph the Hessian-vector and mixed products differentiate"
 
 
 class Linearization:
@@ -109,7 +126,8 @@ class Linearization:
             self._w = tree.detach(params, True)
             self._lam = tree.detach(hparams, True)
             with torch.enable_grad():
-                loss = as_scalar_loss(inner_loss(self._w, self._lam, batch), "inner_loss")
+                loss = as_scalar_loss(call_loss(inner_loss, "inner_loss", _GRAPH_STEP, self._w, self._lam, batch),
+                                      "inner_loss")
                 g = autograd_grads(loss, self._w, create_graph=True)
             self._g_graph = list(g.values())
             self.grad = tree.detach(g)
@@ -120,13 +138,17 @@ class Linearization:
         else:
             self._w = tree.detach(params)
             self._lam = tree.detach(hparams)
-            _, self.grad, _ = loss_and_grads(inner_loss, self._w, self._lam, batch, "inner_loss")
+            _, self.grad, _ = loss_and_grads(inner_loss, self._w, self._lam, batch, "inner_loss", "∂_w f")
 
     def _grad_fn(self, wrt: str) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
         """w -> ∂_w f(w, λ) or w -> ∂_λ f(w, λ), as a torch.func-transformable function."""
+        def loss(w: dict[str, torch.Tensor], lam: dict[str, torch.Tensor]) -> Any:
+            return call_loss(self._loss, "inner_loss", "∂_w f or a forward-mode (torch.func) product", w, lam,
+                             self._batch)
+
         if wrt == "w":
-            return lambda w: torch.func.grad(lambda w_: self._loss(w_, self._lam, self._batch))(w)
-        return lambda w: torch.func.grad(lambda lam_: self._loss(w, lam_, self._batch))(self._lam)
+            return lambda w: torch.func.grad(lambda w_: loss(w_, self._lam))(w)
+        return lambda w: torch.func.grad(lambda lam_: loss(w, lam_))(self._lam)
 
     def _product(self, v: dict[str, torch.Tensor], wrt: str) -> dict[str, torch.Tensor]:
         target = self._w if wrt == "w" else self._lam
@@ -138,7 +160,8 @@ class Linearization:
         eps = self.fd_scale / size.clamp_min(torch.finfo(size.dtype).tiny)
 
         def grad_at(w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            _, gw, gh = loss_and_grads(self._loss, w, self._lam, self._batch, "inner_loss")
+            _, gw, gh = loss_and_grads(self._loss, w, self._lam, self._batch, "inner_loss",
+                                       "a finite-difference Hessian-vector or mixed product")
             return gw if wrt == "w" else gh
 
         plus, minus = grad_at(tree.add(self._w, v, eps)), grad_at(tree.add(self._w, v, -eps))

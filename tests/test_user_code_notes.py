@@ -1,0 +1,119 @@
+"""An exception raised inside the user's code keeps its type and traceback and gains a note saying where
+hypergrad called it: which callable, from which estimator and step, with which batch."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+import hypergrad as hg
+from hypergrad.user_code import describe
+from tests.problems import Ridge
+
+PROBLEM = Ridge(n=12, d=3)  # built at import, so in float32 whatever the tests' default dtype
+PARAMS = {"w": PROBLEM.solution()}
+HPARAMS = {"lam": PROBLEM.lam}
+
+
+class Boom(RuntimeError):
+    """The user's own exception type, which must reach the caller unchanged."""
+
+
+def _notes(err: BaseException) -> str:
+    return "\n".join(getattr(err, "__notes__", []))
+
+
+def _raises_in(name: str) -> Callable[..., Any]:
+    def fail(*args: Any) -> Any:
+        raise Boom(name)
+
+    fail.__name__ = name
+    return fail
+
+
+def test_a_forgotten_inner_batch_is_named_in_the_note() -> None:
+    with pytest.raises(TypeError, match="NoneType") as info:
+        hg.hypergradient(PROBLEM.outer, PROBLEM.inner, PARAMS, HPARAMS, outer_batch=PROBLEM.val, inner_batch=None)
+    notes = _notes(info.value)
+    assert "inner_loss(params, hparams, batch) with inner_batch=None" in notes
+    assert "hypergradient(method=CG)" in notes
+    assert traceback.extract_tb(info.value.__traceback__)[-1].name == "inner"  # the user's line is still last
+
+
+@pytest.mark.parametrize("method", [hg.FirstOrder(), hg.OneStep(), hg.Exact(), hg.CG(max_iter=3), hg.MINRES(max_iter=3),
+                                    hg.Neumann(terms=2), hg.StochasticNeumann(terms=2), hg.FixedPoint(max_iter=3),
+                                    hg.Unrolled(steps=2)], ids=lambda m: type(m).__name__)
+def test_every_estimator_names_itself_and_the_outer_batch(method: hg.methods.Method) -> None:
+    with pytest.raises(Boom) as info:
+        hg.hypergradient(_raises_in("outer"), PROBLEM.inner, PARAMS, HPARAMS, outer_batch=PROBLEM.val,
+                         inner_batch=PROBLEM.train, method=method)
+    notes = _notes(info.value)
+    assert f"hypergradient(method={type(method).__name__})" in notes
+    assert "outer_loss(params, hparams, batch) with outer_batch=tuple(Tensor[6, 3] float32, Tensor[6] float32)" in notes
+
+
+@pytest.mark.parametrize(("method", "step"), [
+    (hg.CG(max_iter=3), "∂_w f, whose graph"),
+    (hg.CG(max_iter=3, hvp="forward"), "forward-mode"),
+    (hg.CG(max_iter=3, hvp="finite_difference"), "∂_w f"),
+    (hg.OneStep(finite_difference=True), "∂_w f"),
+    (hg.Unrolled(steps=3), "unrolled inner step 1 of 3"),
+], ids=["reverse", "forward", "finite-difference", "one-step", "unrolled"])
+def test_the_inner_loss_note_names_the_step(method: hg.methods.Method, step: str) -> None:
+    with pytest.raises(Boom) as info:
+        hg.hypergradient(PROBLEM.outer, _raises_in("inner"), PARAMS, HPARAMS, outer_batch=PROBLEM.val,
+                         inner_batch=PROBLEM.train, method=method)
+    notes = _notes(info.value)
+    assert "inner_loss(params, hparams, batch) with inner_batch=tuple(" in notes and step in notes, notes
+
+
+def test_a_failing_batch_sampler_is_named() -> None:
+    draws = []
+
+    def sample() -> Any:
+        draws.append(1)
+        if len(draws) == 2:
+            raise StopIteration  # e.g. an exhausted data loader iterator
+        return PROBLEM.train
+
+    with pytest.raises(StopIteration) as info:
+        hg.hypergradient(PROBLEM.outer, PROBLEM.inner, PARAMS, HPARAMS, outer_batch=PROBLEM.val, inner_batch=sample,
+                         method=hg.StochasticNeumann(terms=2))
+    notes = _notes(info.value)
+    assert "inner_batch() (the batch sampler)" in notes and "hypergradient(method=StochasticNeumann)" in notes
+
+
+def test_a_failing_preconditioner_is_named() -> None:
+    with pytest.raises(Boom) as info:
+        hg.hypergradient(PROBLEM.outer, PROBLEM.inner, PARAMS, HPARAMS, outer_batch=PROBLEM.val,
+                         inner_batch=PROBLEM.train, method=hg.CG(preconditioner=_raises_in("precondition")))
+    assert "CG preconditioner(r)" in _notes(info.value)
+
+
+def test_implicit_names_its_backward_pass() -> None:
+    hparams = {"lam": PROBLEM.lam.clone().requires_grad_()}
+    calls = []
+
+    def inner(p: dict[str, torch.Tensor], h: dict[str, torch.Tensor], batch: Any) -> torch.Tensor:
+        calls.append(1)
+        return PROBLEM.inner(p, h, batch)
+
+    w = hg.implicit(inner, PARAMS, hparams, None, method=hg.CG(max_iter=3))
+    assert not calls  # the forward pass does not call the loss; the backward pass does
+    with pytest.raises(TypeError) as info:
+        PROBLEM.outer(w, hparams, PROBLEM.val).backward()
+    notes = _notes(info.value)
+    assert "the backward pass of implicit(method=CG)" in notes and "inner_batch=None" in notes
+
+
+def test_the_batch_description_is_short() -> None:
+    assert describe(None) == "None"
+    assert describe((torch.zeros(64, 3, dtype=torch.float32), torch.zeros(64, dtype=torch.long))) == (
+        "tuple(Tensor[64, 3] float32, Tensor[64] int64)")
+    assert describe({"x": 1, "y": 2}) == "dict(keys=['x', 'y'])"
+    assert describe([1, 2, 3, 4]) == "list(1, 2, 3, ...)"
+    assert describe("a" * 100) == "str object"
