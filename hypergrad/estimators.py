@@ -17,7 +17,7 @@ from hypergrad import methods as m
 from hypergrad import tree
 from hypergrad.conditions import Condition, check_condition_method, condition_solve
 from hypergrad.errors import HypergradInputError
-from hypergrad.linearization import Linearization, Loss, as_scalar_loss, autograd_grads, loss_and_grads
+from hypergrad.linearization import Linearization, Loss, as_scalar_loss, autograd_grads, call_loss, loss_and_grads
 from hypergrad.solvers import (
     SolveInfo,
     bicgstab,
@@ -30,6 +30,7 @@ from hypergrad.solvers import (
     neumann_series,
     normal_cg,
 )
+from hypergrad.user_code import call
 
 Checks = list[tuple[str, torch.Tensor]]
 
@@ -90,7 +91,7 @@ def _checked(preconditioner: Callable[[dict], dict] | None) -> Callable[[dict], 
         return None
 
     def apply(r: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = preconditioner(r)
+        out = call(preconditioner, "CG preconditioner(r)", "a preconditioned CG iteration", r)
         if not isinstance(out, dict):
             raise HypergradInputError(f"CG preconditioner returned a {type(out).__name__}; expected a dict like params")
         tree.check_like(r, out, "CG preconditioner output")
@@ -111,7 +112,10 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, param
     """
     if isinstance(inner_loss, Condition):
         return condition_solve(method, inner_loss, params, hparams, rhs, draw_inner)
-    batch = draw_inner()
+    # A stochastic Neumann series that shares its last term's batch with the mixed product draws no
+    # batch of its own; every other method evaluates the solve and the mixed product on this one.
+    shared = isinstance(method, m.StochasticNeumann) and method.share_batch and method.terms > 0
+    batch = None if shared else draw_inner()
     built: list[Linearization] = []
 
     def lin() -> Linearization:
@@ -145,7 +149,10 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, param
         def fresh_hvp(u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             fresh["hvps"] += 1
             fresh["batches"] += 1
-            return Linearization(inner_loss, params, hparams, draw_inner(), mode=method.hvp).hvp(u)
+            term = Linearization(inner_loss, params, hparams, draw_inner(), mode=method.hvp)
+            if shared:  # keep only the latest term's graph: it serves the mixed product
+                built[:] = [term]
+            return term.hvp(u)
 
         v, info = neumann_series(fresh_hvp, rhs, terms=method.terms, lr=_step_size(method, hvp, rhs),
                                  name="StochasticNeumann")
@@ -154,8 +161,9 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, param
     else:
         raise TypeError(f"{type(method).__name__} is not an implicit method")
     mixed = lin().mixed(v)
-    batches = 1 + fresh["batches"]
-    info = info.replace(hvps=lin().hvps + fresh["hvps"], mixed_products=1, gradients=batches, inner_batches=batches)
+    batches = (0 if shared else 1) + fresh["batches"]
+    own_hvps = 0 if shared else lin().hvps  # a shared term's product is already among the fresh ones
+    info = info.replace(hvps=own_hvps + fresh["hvps"], mixed_products=1, gradients=batches, inner_batches=batches)
     return v, mixed, info
 
 
@@ -174,12 +182,14 @@ def unrolled(method: m.Unrolled, p: Problem) -> Estimate:
     w = tree.detach(p.params, True)
     velocity = tree.zeros_like(w)
     with torch.enable_grad():
-        for _ in range(method.steps):
-            loss = as_scalar_loss(p.inner_loss(w, lam, p.draw_inner()), "inner_loss")
+        for t in range(method.steps):
+            step = f"unrolled inner step {t + 1} of {method.steps}"
+            loss = as_scalar_loss(call_loss(p.inner_loss, "inner_loss", step, w, lam, p.draw_inner()), "inner_loss")
             g = autograd_grads(loss, w, create_graph=True)
             velocity = tree.add(tree.scale(velocity, method.momentum), g) if method.momentum else g
             w = tree.add(w, velocity, -method.lr)
-        value = as_scalar_loss(p.outer_loss(w, lam, p.outer_batch), "outer_loss")
+        value = as_scalar_loss(call_loss(p.outer_loss, "outer_loss", "F at the unrolled weights", w, lam, p.outer_batch),
+                               "outer_loss")
         grads = autograd_grads(value, lam)
     _, _, direct = loss_and_grads(p.outer_loss, w, p.hparams, p.outer_batch, "outer_loss")
     info = SolveInfo(method="Unrolled", iterations=method.steps, gradients=method.steps + 2,

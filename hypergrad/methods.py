@@ -175,7 +175,23 @@ class StochasticNeumann(Neumann):
     own batch, so each builds its own graph) + 1 mixed product + 1 gradient of F; K + 1 batches.
     Zhang et al., "Differentiable Architecture Search with Stochastic Implicit Gradients", ICML 2021
     (paper defaults: K = 2, γ = the weight learning rate).
+
+    ``share_batch=True`` (K ≥ 1) evaluates the mixed product on the last Hessian term's batch,
+    reusing the graph that term built: K batches and K graphs instead of K + 1, one graph build less
+    per hypergradient. The mixed product and the last Hessian term are then correlated, so the
+    estimator's expectation differs from the default's by a term of order γ² (their covariance);
+    the default keeps every factor on an independent batch.
     """
+
+    share_batch: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.share_batch, bool):
+            raise HypergradInputError(f"StochasticNeumann share_batch={self.share_batch!r}; expected True or False")
+        if self.share_batch and self.lr == "auto":
+            raise HypergradInputError("StochasticNeumann share_batch=True needs a numeric lr: lr='auto' would need "
+                                      "a batch of its own for the power iteration")
 
 
 @dataclass(frozen=True)

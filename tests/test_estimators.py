@@ -142,3 +142,43 @@ def test_stochastic_neumann_draws_one_fresh_batch_per_term_and_is_unbiased():
     mean, sem = samples.mean(0), samples.std(0) / draws**0.5
     assert (samples.std(0) > 1e-3 * full.grads["lam"].abs()).all()  # the estimates really vary
     assert ((mean - full.grads["lam"]).abs() <= 4 * sem).all()
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_stochastic_neumann_puts_each_factor_on_the_batch_it_documents(share: bool):
+    # Dense reference: H_b and the mixed Jacobian M_b = ∂²_{λw} f_b of each batch, the series by hand.
+    prob = Ridge(n=40)
+    inner = _scaled_inner(4)
+    parts = list(zip(prob.X.split(10), prob.y.split(10)))
+    order = iter([parts[2], parts[0], parts[3], parts[1]])
+    w, lam = prob.solution(), prob.lam
+    terms, gamma = 3, 0.004
+    res = hg.hypergradient(prob.outer, inner, {"w": w}, {"lam": lam}, outer_batch=prob.val,
+                           inner_batch=lambda: next(order),
+                           method=hg.StochasticNeumann(terms=terms, lr=gamma, share_batch=share))
+    drawn = [parts[2], parts[0], parts[3], parts[1]]
+    mixed_batch, hessian_batches = (drawn[terms - 1], drawn[:terms]) if share else (drawn[0], drawn[1:terms + 1])
+
+    def hessian(b):
+        return torch.autograd.functional.hessian(lambda w_: inner({"w": w_}, {"lam": lam}, b), w)
+
+    def mixed(b):  # ∂/∂λ of ∂_w f: shape (w, λ)
+        return torch.autograd.functional.jacobian(
+            lambda lam_: torch.func.grad(lambda w_: inner({"w": w_}, {"lam": lam_}, b))(w), lam)
+
+    wv = w.detach().requires_grad_(True)
+    lv = lam.detach().requires_grad_(True)
+    dw, dlam = torch.autograd.grad(prob.outer({"w": wv}, {"lam": lv}, prob.val), (wv, lv), allow_unused=True)
+    dlam = torch.zeros_like(lam) if dlam is None else dlam
+    p, v = dw.clone(), dw.clone()
+    for b in hessian_batches:
+        p = p - gamma * hessian(b) @ p
+        v = v + p
+    expected = dlam - mixed(mixed_batch).T @ (gamma * v)
+    assert torch.allclose(res.grads["lam"], expected, rtol=1e-10, atol=1e-12)
+    assert res.info.inner_batches == (terms if share else terms + 1) and res.info.hvps == terms
+
+
+def test_stochastic_neumann_share_batch_needs_a_numeric_lr():
+    with pytest.raises(hg.HypergradInputError, match="share_batch=True needs a numeric lr"):
+        hg.StochasticNeumann(lr="auto", share_batch=True)
