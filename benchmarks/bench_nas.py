@@ -31,7 +31,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from applications.nas.data import load_dataset, split_train_val
 from applications.nas.search import PRESETS
-from applications.nas.search_loop import METHODS, SearchConfig, _Search
+from applications.nas.search_loop import GRADIENT_METHODS, SearchConfig, _Search
 
 ROUNDS = 8
 RESULTS: dict[str, dict[str, float]] = {}
@@ -50,8 +50,12 @@ def split() -> tuple[Any, Any]:
     return split_train_val(data.train, 0)
 
 
-def _search(method: str, split: tuple[Any, Any]) -> _Search:
-    config = SearchConfig(**{**PRESETS["cpu-demo"], "method": method})
+VARIANTS = {**{m: {"method": m} for m in GRADIENT_METHODS}, "idarts-shared": {"method": "idarts", "share_batch": True}}
+"""Each method at its defaults, and iDARTS with the mixed product on its last Hessian term's batch."""
+
+
+def _search(variant: str, split: tuple[Any, Any]) -> _Search:
+    config = SearchConfig(**{**PRESETS["cpu-demo"], **VARIANTS[variant]})
     return _Search(config, *split)
 
 
@@ -78,7 +82,7 @@ def peak_memory_bytes(fn: Callable[[], object]) -> int:
     return peak
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", VARIANTS)
 def test_search_step_cost(method: str, split: tuple[Any, Any], benchmark: Any) -> None:
     search = _search(method, split)
     step = _search_step(search)
@@ -148,16 +152,16 @@ def test_idarts_costs_no_more_than_its_parts(split: tuple[Any, Any], benchmark: 
 def _ratio_table(request: pytest.FixtureRequest) -> Iterator[None]:
     """After the module: the ratios to darts-1st and the iDARTS parts, on the terminal and in a JSON file."""
     yield
-    if not all(m in RESULTS for m in METHODS):
+    if not all(m in RESULTS for m in VARIANTS):
         return
     base = RESULTS["darts-1st"]
     table = {m: {"seconds_per_step": RESULTS[m]["seconds_per_step"],
                  "time_ratio": RESULTS[m]["seconds_per_step"] / base["seconds_per_step"],
                  "peak_mib": RESULTS[m]["peak_bytes"] / 2**20,
-                 "memory_ratio": RESULTS[m]["peak_bytes"] / base["peak_bytes"]} for m in METHODS}
+                 "memory_ratio": RESULTS[m]["peak_bytes"] / base["peak_bytes"]} for m in VARIANTS}
     lines = ["", "NAS search step (cpu-demo configuration, 1 thread; fastest round)",
-             f"{'method':<12} {'s/step':>8} {'x darts-1st':>12} {'peak MiB':>9} {'x darts-1st':>12}"]
-    lines += [f"{m:<12} {r['seconds_per_step']:>8.3f} {r['time_ratio']:>12.2f} {r['peak_mib']:>9.1f} "
+             f"{'method':<14} {'s/step':>8} {'x darts-1st':>12} {'peak MiB':>9} {'x darts-1st':>12}"]
+    lines += [f"{m:<14} {r['seconds_per_step']:>8.3f} {r['time_ratio']:>12.2f} {r['peak_mib']:>9.1f} "
               f"{r['memory_ratio']:>12.2f}" for m, r in table.items()]
     parts = RESULTS.get("idarts_parts")
     if parts:

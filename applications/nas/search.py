@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"random-ws: random cells scored with the shared weights at the end [{defaults.rsws_candidates}]")
     arch.add_argument("--neumann-terms", type=nonnegative_int,
                       help=f"K, Hessian terms of the idarts series, each on a fresh batch [{defaults.neumann_terms}]")
+    arch.add_argument("--share-batch", action=argparse.BooleanOptionalAction,
+                      help="idarts: the mixed product on the last Hessian term's batch, reusing its graph (one graph "
+                           "build fewer per step; the two factors are then correlated) [off]")
     arch.add_argument("--solver-max-iter", type=positive_int,
                       help=f"implicit-cg / implicit-minres iterations [{defaults.solver_max_iter}]")
     arch.add_argument("--solver-tol", type=nonnegative_float,

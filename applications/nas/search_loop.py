@@ -85,6 +85,8 @@ class SearchConfig:
         warmup_epochs: epochs of weight steps only, before α starts to move (the paper: 0).
         rsws_candidates: cells that ``random-ws`` samples and scores at the end of its training.
         neumann_terms: K, Hessian terms of the iDARTS series (K HVPs).
+        share_batch: iDARTS evaluates the mixed product on its last Hessian term's batch (one graph fewer
+            per step; see ``hg.StochasticNeumann``).
         solver_max_iter, solver_tol, solver_damping: the Krylov solve of ``implicit-cg`` and ``implicit-minres``.
         track_bn_stats: BatchNorm keeps running statistics (else it always normalises by the batch).
         augment: random crop and flip on training batches.
@@ -116,6 +118,7 @@ class SearchConfig:
     warmup_epochs: int = 0
     rsws_candidates: int = 100
     neumann_terms: int = 2
+    share_batch: bool = False
     solver_max_iter: int = 5
     solver_tol: float = 1e-2
     solver_damping: float = 0.1
@@ -195,7 +198,7 @@ def estimator(config: SearchConfig, lr: float) -> object:
     if config.method == "darts-2nd":
         return hg.OneStep(lr=lr, finite_difference=True)
     if config.method == "idarts":
-        return hg.StochasticNeumann(terms=config.neumann_terms, lr=lr)
+        return hg.StochasticNeumann(terms=config.neumann_terms, lr=lr, share_batch=config.share_batch)
     if config.method == "implicit-minres":
         return hg.MINRES(max_iter=config.solver_max_iter, tol=config.solver_tol, damping=config.solver_damping)
     return hg.CG(max_iter=config.solver_max_iter, tol=config.solver_tol, damping=config.solver_damping)
