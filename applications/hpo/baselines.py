@@ -34,7 +34,9 @@ class Proposer(Protocol):
         ...
 
 
-def trial_search(task: Task, proposer: Proposer, budget: Budget, trace: Trace) -> None:
+def trial_search(
+    task: Task, proposer: Proposer, budget: Budget, trace: Trace, patience: int | None = None
+) -> None:
     """Run trials from ``proposer`` until the budget is spent (checked before each trial).
 
     Args:
@@ -42,6 +44,8 @@ def trial_search(task: Task, proposer: Proposer, budget: Budget, trace: Trace) -
         proposer: Where settings come from.
         budget: Wall-clock budget (and optional cap on trials).
         trace: Where each trial is recorded.
+        patience: Stop once this many trials in a row have not improved the best score (see
+            :meth:`~.history.Trace.stalled`); ``None`` (default) runs until the budget is spent.
     """
     trial = 0
     while not budget.exhausted(trial):
@@ -49,6 +53,8 @@ def trial_search(task: Task, proposer: Proposer, budget: Budget, trace: Trace) -
         params, inner = task.train_trial(hparams)
         record = trace.record(trial, params, hparams, inner_iterations=inner.iterations, **description)
         proposer.tell(record.val_loss)
+        if trace.stop_if_stalled(trial, patience):
+            break
         trial += 1
 
 

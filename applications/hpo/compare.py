@@ -4,11 +4,12 @@
         [--table table.md] [--at SECONDS]
 
 Each path is a run directory (holding ``result.json``) or a folder searched recursively for them.
-The chart draws the best validation loss found so far against charged wall time, and beside it the
-test loss of that model, one colour per method, one line per seed. The table compares methods at
-equal wall time ``--at`` (default: the smallest budget among the runs): the test metrics of the
-model with the best validation loss found by then, and the time each method needs to reach the best
-validation loss random search found with the same seed by then (to 0.1%).
+The chart draws the best validation loss found so far (the selection loss, for runs that held out a
+selection split) against charged wall time, and beside it the test loss of that model, one colour per
+method and guard, one line per seed. The table compares methods at equal wall time ``--at`` (default:
+the smallest budget among the runs): the test metrics of the model each method reports by then, and
+the time each method needs to reach the best validation loss random search found with the same seed
+by then (to 0.1%).
 """
 
 from __future__ import annotations
@@ -49,10 +50,28 @@ def load_runs(paths: Sequence[Path]) -> list[Run]:
     return runs
 
 
+def score(record: dict[str, Any]) -> float:
+    """What picks the reported model: the selection loss where the run held out a selection split,
+    else the validation loss (as :attr:`.history.Record.score`)."""
+    select = record.get("select_loss")
+    return record["val_loss"] if select is None else select
+
+
+def label(run: Run) -> str:
+    """The method of a run, with its guard (selection split, patience) when it had one."""
+    guard = []
+    if run.get("select_fraction") is not None:
+        guard.append(f"select {run['select_fraction']:g}")
+    if run.get("patience") is not None:
+        guard.append(f"patience {run['patience']}")
+    return run["method"] + (f" ({', '.join(guard)})" if guard else "")
+
+
 def best_until(run: Run, seconds: float) -> dict[str, Any] | None:
-    """The record with the lowest validation loss among those charged at most ``seconds``."""
-    records = [r for r in run["history"] if r["time"] <= seconds and math.isfinite(r["val_loss"])]
-    return min(records, key=lambda r: r["val_loss"], default=None)
+    """The reported model by ``seconds``: the record with the lowest :func:`score` among those
+    charged at most ``seconds``."""
+    records = [r for r in run["history"] if r["time"] <= seconds and math.isfinite(score(r))]
+    return min(records, key=score, default=None)
 
 
 def time_to_reach(run: Run, target: float, rtol: float = 1e-3) -> float | None:
@@ -76,19 +95,21 @@ def _mean_std(values: list[float], digits: int) -> str:
 def summary_table(runs: list[Run], at: float) -> str:
     """A Markdown table comparing the methods of each task at ``at`` charged seconds.
 
-    Columns: seeds, steps (outer steps or trials) by then, best validation loss, test loss and
-    accuracy of that model (mean ± standard deviation over seeds), the time to reach random search's
-    best validation loss of the same seed (mean over the seeds that reach it, and how many do), and,
+    Columns: seeds, steps (outer steps or trials) by then, the validation loss of the reported model
+    (:func:`best_until`) and, where some run held out a selection split, its selection loss, the test
+    loss and accuracy of that model (mean ± standard deviation over seeds), the time to reach random
+    search's best validation loss of the same seed (mean over the seeds that reach it, and how many do), and,
     where the task reports them, its task metrics at the best record.
     """
     groups: dict[tuple[str, str], dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        groups[(run["task"], run["dataset"])][run["method"]].append(run)
+        groups[(run["task"], run["dataset"])][label(run)].append(run)
     task_keys = [k for k in ("precision_at_k", "auc") if any(k in (r["best"] or {}) for r in runs)]
+    has_select = any(run.get("select_fraction") is not None for run in runs)
     lines = [
-        "| task | method | seeds | steps | best val loss | test loss | test accuracy "
-        "| time to random's best (s) |" + "".join(f" {k} |" for k in task_keys),
-        "|" + " --- |" * (8 + len(task_keys)),
+        "| task | method | seeds | steps | val loss | " + ("selection loss | " if has_select else "")
+        + "test loss | test accuracy | time to random's best (s) |" + "".join(f" {k} |" for k in task_keys),
+        "|" + " --- |" * (8 + has_select + len(task_keys)),
     ]
     for (task, dataset), methods in sorted(groups.items()):
         targets = {}
@@ -105,21 +126,23 @@ def summary_table(runs: list[Run], at: float) -> str:
             hits = [t for t in reached if t is not None]
             reach = f"{_mean_std(hits, 1)} ({len(hits)}/{len(reached)})" if reached else "—"
             extras = [_mean_std([b[k] for b in bests if k in b], 3) for k in task_keys]
+            selects = [b["select_loss"] for b in bests if b.get("select_loss") is not None]
             lines.append(
                 f"| {task} ({dataset}) | {method} | {len(members)} | {_mean_std(steps, 0)} "
                 f"| {_mean_std([b['val_loss'] for b in bests], 4)} "
-                f"| {_mean_std([b['test_loss'] for b in bests], 4)} "
+                + (f"| {_mean_std(selects, 4)} " if has_select else "")
+                + f"| {_mean_std([b['test_loss'] for b in bests], 4)} "
                 f"| {_mean_std([b['test_accuracy'] for b in bests], 4)} | {reach} |" + "".join(f" {e} |" for e in extras)
             )
     return "\n".join(lines) + "\n"
 
 
 def _running_best(run: Run) -> tuple[list[float], list[float], list[float]]:
-    """Times, best validation loss so far, and the test loss of that best model, per record."""
+    """Times, best :func:`score` so far, and the test loss of that best model, per record."""
     times, best_val, its_test = [], [], []
     for record in run["history"]:
-        if not best_val or record["val_loss"] < best_val[-1]:
-            best_val.append(record["val_loss"])
+        if not best_val or score(record) < best_val[-1]:
+            best_val.append(score(record))
             its_test.append(record["test_loss"])
         else:
             best_val.append(best_val[-1])
@@ -136,21 +159,22 @@ def plot(runs: list[Run], out: Path, at: float | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = sorted({run["method"] for run in runs})
+    methods = sorted({label(run) for run in runs})
     colours = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(methods)}
     figure, (val_axes, test_axes) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     labelled: set[str] = set()
-    for run in sorted(runs, key=lambda r: (r["method"], r["seed"])):
+    for run in sorted(runs, key=lambda r: (label(r), r["seed"])):
         times, best_val, its_test = _running_best(run)
-        label = None if run["method"] in labelled else run["method"]
-        labelled.add(run["method"])
-        colour = colours[run["method"]]
-        val_axes.step(times, best_val, where="post", color=colour, alpha=0.8, label=label)
+        method = label(run)
+        colour = colours[method]
+        val_axes.step(times, best_val, where="post", color=colour, alpha=0.8,
+                      label=None if method in labelled else method)
+        labelled.add(method)
         test_axes.step(times, its_test, where="post", color=colour, alpha=0.8)
     tasks = sorted({f"{run['task']} ({run['dataset']})" for run in runs})
     seeds = len({run["seed"] for run in runs})
     figure.suptitle(", ".join(tasks) + f": {seeds} seed{'s' if seeds > 1 else ''} per method")
-    val_axes.set_ylabel("best validation loss so far")
+    val_axes.set_ylabel("best validation (or selection) loss so far")
     test_axes.set_ylabel("test loss of that model")
     for axes in (val_axes, test_axes):
         if at is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +44,16 @@ class Splits:
         val: What the outer problem scores (hyperparameters are tuned on it).
         test: Held out; only reported, never used for a decision.
         n_classes: Number of classes.
+        select: Optional second held-out split, carved from the validation data by
+            :func:`hold_out_selection`: it picks the reported hyperparameters and stops the outer
+            loop, so that the split the hypergradient descends on does not also judge the result.
     """
 
     train: Split
     val: Split
     test: Split
     n_classes: int
+    select: Split | None = None
 
 
 def _mnist5k_path() -> Path:
@@ -135,6 +139,29 @@ def split_dataset(
         for lo, hi in zip(bounds[:-1], bounds[1:])
     ]
     return Splits(*parts, n_classes=int(y.max()) + 1)
+
+
+def hold_out_selection(splits: Splits, fraction: float) -> Splits:
+    """Move the last ``fraction`` of the validation split into a selection split.
+
+    The validation split is already shuffled by :func:`split_dataset`, so its tail is a random
+    subset; both parts keep at least one example.
+
+    Args:
+        splits: The data, without a selection split.
+        fraction: Share of the validation examples to hold out, in ``(0, 1)``.
+
+    Raises:
+        ValueError: If ``fraction`` leaves either part empty, or a selection split exists already.
+    """
+    if splits.select is not None:
+        raise ValueError("the splits already have a selection split")
+    n = len(splits.val)
+    held = round(fraction * n)
+    if not 0 < held < n:
+        raise ValueError(f"a selection fraction of {fraction} of {n} validation examples leaves a part empty")
+    val, select = (Split(splits.val.x[part], splits.val.y[part]) for part in (slice(0, n - held), slice(n - held, n)))
+    return replace(splits, val=val, select=select)
 
 
 def flip_labels(y: Tensor, fraction: float, n_classes: int, seed: int) -> tuple[Tensor, Tensor]:

@@ -32,8 +32,10 @@ def implicit_search(
     budget: Budget,
     trace: Trace,
     warm_start: bool = True,
+    patience: int | None = None,
 ) -> None:
-    """Tune the task's hyperparameters by implicit hypergradients until the budget is spent.
+    """Tune the task's hyperparameters by implicit hypergradients until the budget is spent or the
+    search stops improving.
 
     A non-finite hypergradient is never applied: the step is skipped and noted in ``trace.events``
     with the step where it appeared; after :data:`MAX_NONFINITE` in a row the search stops.
@@ -48,6 +50,9 @@ def implicit_search(
         warm_start: Continue each inner solve from the previous step's weights (default). Off, every
             solve starts from the initial weights: for the convex tasks this gives the same iterates
             more slowly, which is what it is for (measuring the saving).
+        patience: Stop once this many outer steps in a row have not improved the best score (the
+            selection loss where the task holds out a selection split, else the validation loss);
+            ``None`` (default) runs until the budget is spent.
 
     Example:
         >>> task = LogregL2("breast-cancer")
@@ -67,7 +72,7 @@ def implicit_search(
             step, params, hparams, inner_iterations=inner.iterations, inner_grad_norm=inner.grad_norm
         )
         # The budget is checked after recording, so that the last inner solve is always reported.
-        if budget.exhausted(step + 1):
+        if budget.exhausted(step + 1) or trace.stop_if_stalled(step, patience):
             break
         optimizer.zero_grad()
         try:
@@ -98,3 +103,4 @@ def implicit_search(
             )
             optimizer.step()
         step += 1
+

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .data import Split, Splits
+from .data import Split, Splits, hold_out_selection
 from .inner_solvers import InnerInfo, LBFGSSolver, Params, SGDSolver
 
 
@@ -111,6 +111,16 @@ class Task(ABC):
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.val_batch = full_batch(splits.val)
+
+    def use_selection_split(self, fraction: float) -> None:
+        """Hold out the last ``fraction`` of the validation split as a selection split.
+
+        The hypergradient then descends on the rest of the validation data, and the selection split
+        alone decides which hyperparameters are reported and when the outer loop stops
+        (:class:`~.history.Trace`). See :func:`.data.hold_out_selection`.
+        """
+        self.splits = hold_out_selection(self.splits, fraction)
+        self.val_batch = full_batch(self.splits.val)
 
     # --- model -------------------------------------------------------------------------------
     def init_params(self) -> Params:

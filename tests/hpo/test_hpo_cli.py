@@ -26,6 +26,9 @@ BAD_RUN_OPTIONS = [
     (["--task", "logreg-l2", "--method", "implicit-cg", "--outer-optimizer", "Nope"], "not a torch.optim"),
     (["--task", "logreg-l2", "--method", "implicit-cg", "--hvps", "0"], "--hvps"),
     (["--task", "logreg-l2", "--method", "implicit-neumann", "--neumann-lr", "-1"], "--neumann-lr: '-1' is not a finite number"),
+    (["--task", "logreg-l2", "--method", "implicit-cg", "--select-fraction", "1"], "--select-fraction 1.0 must lie strictly"),
+    (["--task", "reweight", "--method", "implicit-cg", "--select-fraction", "0.001"], "leaves a part empty"),
+    (["--task", "logreg-l2", "--method", "random", "--patience", "0"], "argument --patience: '0' is not an integer >= 1"),
 ]
 
 
