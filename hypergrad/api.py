@@ -12,6 +12,7 @@ import torch
 from hypergrad import methods as m
 from hypergrad import tree
 from hypergrad.conditions import Condition, check_condition_method, default_method
+from hypergrad.distributed import Reduce, check_reduce
 from hypergrad.errors import HypergradInputError, NonFiniteError
 from hypergrad.estimators import Estimate, Problem, estimate
 from hypergrad.linearization import Loss
@@ -68,7 +69,7 @@ def _raise_on_nonfinite(method: object, est: Estimate) -> None:
 
 def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mapping[str, torch.Tensor],
                   hparams: Mapping[str, torch.Tensor], *, outer_batch: Any = None, inner_batch: Any = None,
-                  method: m.Method | None = None) -> Hypergradient:
+                  method: m.Method | None = None, reduce: Reduce | None = None) -> Hypergradient:
     """The hypergradient dF/dλ of ``F(w*(λ), λ)`` where ``w*(λ) = argmin_w f(w, λ)``.
 
     ``params`` is the inner solution (or the current weights, for the one-step and unrolled
@@ -87,6 +88,11 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mappin
             :class:`~hypergrad.Unrolled`, once by the others).
         method: the estimator; default ``CG()`` for a loss, ``GMRES()`` for a condition (which accepts
             ``FirstOrder``, ``Exact``, ``FixedPoint``, ``GMRES``, ``BiCGSTAB``, ``NormalCG``).
+        reduce: data-parallel training (default None: one process). With each process holding its
+            shard of ``outer_batch`` and of every inner batch, ``reduce(dict) -> dict`` returns the mean
+            over processes (``hypergrad.distributed.all_reduce_mean``); it is applied to ∂_wF, ∂_λF,
+            ∂_w f, every Hessian-vector product and the mixed product, so every process gets the
+            hypergradient of the global batch (:mod:`hypergrad.distributed`). Not with ``Unrolled``.
 
     Returns:
         :class:`Hypergradient` with ``grads`` and ``info``.
@@ -104,9 +110,14 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mappin
     validate({"outer_loss": outer_loss, "inner_loss": inner_loss}, params, hparams, method)
     if isinstance(inner_loss, Condition):
         check_condition_method(method, "hypergradient")
+    check_reduce(reduce)
+    if reduce is not None and isinstance(method, m.Unrolled):
+        raise HypergradInputError("Unrolled() does not take reduce=: its inner steps would need a differentiable "
+                                  "all-reduce; use an implicit method (CG, Neumann, ...) for data-parallel hypergradients")
     start = time.perf_counter()
     # A condition travels in the same field; estimate() routes it to the root solvers before any loss use.
-    problem = Problem(outer_loss, cast(Loss, inner_loss), dict(params), dict(hparams), outer_batch, batch_sampler(inner_batch))
+    problem = Problem(outer_loss, cast(Loss, inner_loss), dict(params), dict(hparams), outer_batch, batch_sampler(inner_batch),
+                      reduce)
     with estimator_context(f"hypergradient(method={type(method).__name__})"):
         est = estimate(method, problem)
     _raise_on_nonfinite(method, est)
@@ -117,7 +128,7 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mappin
 
 def backward(outer_loss: Loss, inner_loss: Loss | Condition, params: Mapping[str, torch.Tensor],
              hparams: Mapping[str, torch.Tensor], *, outer_batch: Any = None, inner_batch: Any = None,
-             method: m.Method | None = None) -> Hypergradient:
+             method: m.Method | None = None, reduce: Reduce | None = None) -> Hypergradient:
     """Like :func:`hypergradient`, then add ``grads`` into each ``hparams`` tensor's ``.grad``.
 
     Any ``torch.optim`` optimizer over the hyperparameters can then take the step. Nothing is written
@@ -134,7 +145,7 @@ def backward(outer_loss: Loss, inner_loss: Loss | Condition, params: Mapping[str
             if isinstance(h, torch.Tensor) and not h.is_leaf:
                 raise HypergradInputError(f"hparams[{k!r}] is not a leaf tensor; backward() accumulates into .grad of leaves")
     res = hypergradient(outer_loss, inner_loss, params, hparams, outer_batch=outer_batch,
-                        inner_batch=inner_batch, method=method)
+                        inner_batch=inner_batch, method=method, reduce=reduce)
     with torch.no_grad():
         for k, h in hparams.items():
             if h.grad is None:

@@ -29,6 +29,7 @@ import torch
 
 from hypergrad import methods as m
 from hypergrad import tree
+from hypergrad.distributed import Reduce, reduce_parts, reduced
 from hypergrad.errors import HypergradInputError
 from hypergrad.linearization import Map, MapLinearization
 from hypergrad.solvers import SolveInfo, bicgstab, dense_solve, fixed_point, gmres, largest_eigenvalue, normal_cg
@@ -92,12 +93,13 @@ def _contraction(trace: tuple[float, ...], window: int = 5) -> float:
 
 def condition_solve(method: object, condition: Condition, params: dict[str, torch.Tensor],
                     hparams: dict[str, torch.Tensor], rhs: dict[str, torch.Tensor], draw_inner: Callable[[], Any],
-                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
+                    reduce: Reduce | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
     """Solve the adjoint system of ``condition`` for ``rhs`` = ∂_wL; return ``(u, correction, info)``.
 
     ``dL/dλ = ∂_λL − correction``: for a root A = (∂_wF)ᵀ and correction = (∂_λF)ᵀ u; for a fixed point
     A = I − (∂_wT)ᵀ and correction = −(∂_λT)ᵀ u. One inner batch serves the solve and the mixed
     product. ``info.hvps`` counts the Jacobian products (VJPs and JVPs; ``info.extra`` splits them).
+    With ``reduce`` (data-parallel), each Jacobian product and the correction are averaged over processes.
     """
     if not isinstance(method, (m.Exact, m.FixedPoint, m.GMRES, m.BiCGSTAB, m.NormalCG)):
         check_condition_method(method)
@@ -106,11 +108,14 @@ def condition_solve(method: object, condition: Condition, params: dict[str, torc
     who = "FixedPointMap" if fixed else "Root"
     lin = MapLinearization(condition.fn, params, hparams, draw_inner(), mode=method.hvp, who=who)
 
+    vjp = reduced(lin.vjp, reduce, "a Jacobian product (VJP)")
+    jvp = reduced(lin.jvp, reduce, "a Jacobian product (JVP)")
+
     def matvec(u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return tree.sub(u, lin.vjp(u)) if fixed else lin.vjp(u)
+        return tree.sub(u, vjp(u)) if fixed else vjp(u)
 
     def rmatvec(u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return tree.sub(u, lin.jvp(u)) if fixed else lin.jvp(u)
+        return tree.sub(u, jvp(u)) if fixed else jvp(u)
 
     if isinstance(method, m.Exact):
         u, info = dense_solve(matvec, rhs, damping=method.damping, symmetric=False)
@@ -135,7 +140,7 @@ def condition_solve(method: object, condition: Condition, params: dict[str, torc
     else:
         u, info = normal_cg(matvec, rmatvec, rhs, max_iter=method.max_iter, tol=method.tol,
                             check_every=method.check_every)
-    correction = lin.vjp_hparams(u)
+    (correction,) = reduce_parts(reduce, "the mixed product", lin.vjp_hparams(u))
     if fixed:
         correction = tree.scale(correction, -1.0)
     info = info.replace(hvps=lin.vjps + lin.jvps, mixed_products=1, gradients=1, inner_batches=1,

@@ -16,6 +16,7 @@ import torch
 from hypergrad import methods as m
 from hypergrad import tree
 from hypergrad.conditions import Condition, check_condition_method, condition_solve
+from hypergrad.distributed import Reduce, reduce_parts, reduced
 from hypergrad.errors import HypergradInputError
 from hypergrad.linearization import Linearization, Loss, as_scalar_loss, autograd_grads, call_loss, loss_and_grads
 from hypergrad.solvers import (
@@ -45,6 +46,8 @@ class Problem:
     hparams: dict[str, torch.Tensor]
     outer_batch: Any
     draw_inner: Callable[[], Any]
+    reduce: Reduce | None = None
+    """Data-parallel: the mean over processes, applied to every gradient and product (:mod:`hypergrad.distributed`)."""
 
 
 @dataclass
@@ -58,6 +61,8 @@ class Estimate:
 
 def first_order(method: m.FirstOrder, p: Problem) -> Estimate:
     value, _, direct = loss_and_grads(p.outer_loss, p.params, p.hparams, p.outer_batch, "outer_loss")
+    direct, outer = reduce_parts(p.reduce, "∂_λF and F", direct, {"F": value})
+    value = outer["F"]
     checks = [("outer value", torch.isfinite(value)), ("∂_λF", tree.all_finite(direct))]
     return Estimate(direct, direct, value, SolveInfo(method="FirstOrder", gradients=1), checks)
 
@@ -66,11 +71,14 @@ def one_step(method: m.OneStep, p: Problem) -> Estimate:
     batch = p.draw_inner()
     mode = "finite_difference" if method.finite_difference else "reverse"
     lin = Linearization(p.inner_loss, p.params, p.hparams, batch, mode=mode, fd_scale=method.fd_scale)
-    stepped = tree.add(tree.detach(p.params), lin.grad, -method.lr)
+    (inner_grad,) = reduce_parts(p.reduce, "∂_w f", lin.grad)
+    stepped = tree.add(tree.detach(p.params), inner_grad, -method.lr)
     value, v, direct = loss_and_grads(p.outer_loss, stepped, p.hparams, p.outer_batch, "outer_loss")
-    mixed = lin.mixed(v)
+    v, direct, outer = reduce_parts(p.reduce, "∂_wF, ∂_λF and F at the stepped weights", v, direct, {"F": value})
+    value = outer["F"]
+    (mixed,) = reduce_parts(p.reduce, "the mixed product", lin.mixed(v))
     grads = tree.add(direct, mixed, -method.lr)
-    checks = [("∂_w f", tree.all_finite(lin.grad)), ("∂_wF at the stepped weights", tree.all_finite(v)),
+    checks = [("∂_w f", tree.all_finite(inner_grad)), ("∂_wF at the stepped weights", tree.all_finite(v)),
               ("∂_λF", tree.all_finite(direct)), ("mixed product", tree.all_finite(mixed))]
     gradients = 4 if method.finite_difference else 2
     info = SolveInfo(method="OneStep", iterations=1, gradients=gradients, mixed_products=1, lr=method.lr)
@@ -102,8 +110,12 @@ def _checked(preconditioner: Callable[[dict], dict] | None) -> Callable[[dict], 
 
 def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, params: dict[str, torch.Tensor],
                    hparams: dict[str, torch.Tensor], rhs: dict[str, torch.Tensor],
-                   draw_inner: Callable[[], Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
+                   draw_inner: Callable[[], Any], reduce: Reduce | None = None
+                   ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
     """Solve ``(H + δI) v = rhs`` with ``method`` and return ``(v, (∂²_{λw} f)ᵀ v, info)``.
+
+    With ``reduce`` (data-parallel; ``rhs`` already reduced), every Hessian-vector product and the
+    mixed product are averaged over processes as they are computed.
 
     The first inner batch serves the solve and the mixed product. Its linearization (the graph of
     ∂_w f) is built when first needed, so that the stochastic Neumann series, whose terms each build
@@ -111,7 +123,7 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, param
     place of ``inner_loss`` goes to :func:`~hypergrad.conditions.condition_solve`.
     """
     if isinstance(inner_loss, Condition):
-        return condition_solve(method, inner_loss, params, hparams, rhs, draw_inner)
+        return condition_solve(method, inner_loss, params, hparams, rhs, draw_inner, reduce)
     # A stochastic Neumann series that shares its last term's batch with the mixed product draws no
     # batch of its own; every other method evaluates the solve and the mixed product on this one.
     shared = isinstance(method, m.StochasticNeumann) and method.share_batch and method.terms > 0
@@ -123,8 +135,7 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, param
             built.append(Linearization(inner_loss, params, hparams, batch, mode=method.hvp))
         return built[0]
 
-    def hvp(u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return lin().hvp(u)
+    hvp = reduced(lambda u: lin().hvp(u), reduce, "a Hessian-vector product")
 
     fresh = {"hvps": 0, "batches": 0}
     if isinstance(method, m.Exact):
@@ -154,13 +165,13 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, param
                 built[:] = [term]
             return term.hvp(u)
 
-        v, info = neumann_series(fresh_hvp, rhs, terms=method.terms, lr=_step_size(method, hvp, rhs),
-                                 name="StochasticNeumann")
+        v, info = neumann_series(reduced(fresh_hvp, reduce, "a Hessian-vector product"), rhs, terms=method.terms,
+                                 lr=_step_size(method, hvp, rhs), name="StochasticNeumann")
     elif isinstance(method, m.Neumann):
         v, info = neumann_series(hvp, rhs, terms=method.terms, lr=_step_size(method, hvp, rhs))
     else:
         raise TypeError(f"{type(method).__name__} is not an implicit method")
-    mixed = lin().mixed(v)
+    (mixed,) = reduce_parts(reduce, "the mixed product", lin().mixed(v))
     batches = (0 if shared else 1) + fresh["batches"]
     own_hvps = 0 if shared else lin().hvps  # a shared term's product is already among the fresh ones
     info = info.replace(hvps=own_hvps + fresh["hvps"], mixed_products=1, gradients=batches, inner_batches=batches)
@@ -169,7 +180,9 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, param
 
 def implicit(method: m.ImplicitMethod, p: Problem) -> Estimate:
     value, rhs, direct = loss_and_grads(p.outer_loss, p.params, p.hparams, p.outer_batch, "outer_loss")
-    v, mixed, info = implicit_solve(method, p.inner_loss, p.params, p.hparams, rhs, p.draw_inner)
+    rhs, direct, outer = reduce_parts(p.reduce, "∂_wF, ∂_λF and F", rhs, direct, {"F": value})
+    value = outer["F"]
+    v, mixed, info = implicit_solve(method, p.inner_loss, p.params, p.hparams, rhs, p.draw_inner, p.reduce)
     grads = tree.sub(direct, mixed)
     info = info.replace(gradients=info.gradients + 1)
     checks = [("outer value", torch.isfinite(value)), ("∂_wF", tree.all_finite(rhs)), ("∂_λF", tree.all_finite(direct)),

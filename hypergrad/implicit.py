@@ -20,6 +20,7 @@ from hypergrad import methods as m
 from hypergrad import tree
 from hypergrad.api import batch_sampler, validate
 from hypergrad.conditions import Condition, check_condition_method, default_method
+from hypergrad.distributed import Reduce, check_reduce, reduce_parts
 from hypergrad.errors import NonFiniteError
 from hypergrad.estimators import implicit_solve
 from hypergrad.linearization import Loss
@@ -36,6 +37,7 @@ class _Spec:
     h_keys: list[str]
     draw: Callable[[], Any]
     on_solve: Callable[[SolveInfo], None] | None = None
+    reduce: Reduce | None = None
     infos: list[SolveInfo] = field(default_factory=list)
 
 
@@ -60,6 +62,7 @@ class _ImplicitSolution(torch.autograd.Function):
         w = dict(zip(spec.w_keys, saved[:n]))
         lam = dict(zip(spec.h_keys, saved[n:]))
         rhs = {k: torch.zeros_like(w[k]) if g is None else g for k, g in zip(spec.w_keys, grad_w)}
+        (rhs,) = reduce_parts(spec.reduce, "the cotangent ∂_wF", rhs)
         method = spec.method
         transformed = under_transform(rhs)
         if transformed:
@@ -68,7 +71,7 @@ class _ImplicitSolution(torch.autograd.Function):
             method = dataclasses.replace(method, hvp="forward")
         # Set here, not in implicit(): autograd may run this backward in another thread.
         with estimator_context(f"the backward pass of implicit(method={type(method).__name__})"):
-            v, mixed, info = implicit_solve(method, spec.inner_loss, w, lam, rhs, spec.draw)
+            v, mixed, info = implicit_solve(method, spec.inner_loss, w, lam, rhs, spec.draw, spec.reduce)
         if not transformed:
             for name, d in (("linear-system solution v", v), ("mixed product", mixed)):
                 if not bool(tree.all_finite(d)):
@@ -81,7 +84,8 @@ class _ImplicitSolution(torch.autograd.Function):
 
 def implicit(inner_loss: Loss | Condition, params: Mapping[str, torch.Tensor], hparams: Mapping[str, torch.Tensor],
              inner_batch: Any = None, method: m.ImplicitMethod | None = None,
-             on_solve: Callable[[SolveInfo], None] | None = None) -> dict[str, torch.Tensor]:
+             on_solve: Callable[[SolveInfo], None] | None = None, reduce: Reduce | None = None
+             ) -> dict[str, torch.Tensor]:
     """``params`` (an inner solution) attached to the autograd graph of ``hparams`` by the IFT.
 
     Any outer computation on the returned dict followed by ``.backward()`` (or ``torch.autograd.grad``,
@@ -97,6 +101,10 @@ def implicit(inner_loss: Loss | Condition, params: Mapping[str, torch.Tensor], h
             ``FixedPoint``, ``GMRES``, ``BiCGSTAB``, ``NormalCG``); default ``CG()`` for a loss, ``GMRES()`` for
             a condition.
         on_solve: called with the :class:`SolveInfo` of each backward solve.
+        reduce: data-parallel (default None): the mean over processes, applied to the incoming cotangent
+            ∂_wF, every Hessian-vector product and the mixed product, so the implicit part of the
+            gradient is that of the global batch. The direct part ∂_λF reaches ``hparams`` outside
+            this node: average ``hparams``' ``.grad`` over processes as for any parameter.
 
     Returns:
         A dict equal to ``params`` whose tensors back-propagate into ``hparams``.
@@ -109,6 +117,7 @@ def implicit(inner_loss: Loss | Condition, params: Mapping[str, torch.Tensor], h
     validate({"inner_loss": inner_loss}, params, hparams, method, m.IMPLICIT_METHODS, caller="implicit")
     if isinstance(inner_loss, Condition):
         check_condition_method(method, "implicit")
-    spec = _Spec(inner_loss, method, list(params), list(hparams), batch_sampler(inner_batch), on_solve)
+    check_reduce(reduce)
+    spec = _Spec(inner_loss, method, list(params), list(hparams), batch_sampler(inner_batch), on_solve, reduce)
     out = _ImplicitSolution.apply(spec, *params.values(), *hparams.values())
     return dict(zip(spec.w_keys, out))
