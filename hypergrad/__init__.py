@@ -3,11 +3,13 @@
     min_λ F(w*(λ), λ)   s.t.   w*(λ) = argmin_w f(w, λ)   (or a root / fixed point: hg.Root, hg.FixedPointMap)
 
 Public surface: :func:`hypergradient`, :func:`backward`, :func:`implicit`, the method objects, the
-result and diagnostics records, and the errors.
+result and diagnostics records, the errors, and :func:`all_reduce_mean` (their ``reduce=`` for
+data-parallel use).
 """
 
 from hypergrad.api import Hypergradient, backward, hypergradient
 from hypergrad.conditions import FixedPointMap, Root
+from hypergrad.distributed import all_reduce_mean
 from hypergrad.errors import HypergradInputError, NonFiniteError
 from hypergrad.implicit import implicit
 from hypergrad.methods import (
@@ -31,5 +33,5 @@ __version__ = "0.1.0"
 __all__ = [
     "CG", "GMRES", "MINRES", "BiCGSTAB", "Exact", "FirstOrder", "FixedPoint", "FixedPointMap", "Hypergradient",
     "HypergradInputError", "Neumann", "NonFiniteError", "NormalCG", "OneStep", "Root", "SolveInfo",
-    "StochasticNeumann", "Unrolled", "backward", "hypergradient", "implicit",
+    "StochasticNeumann", "Unrolled", "all_reduce_mean", "backward", "hypergradient", "implicit",
 ]

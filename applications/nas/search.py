@@ -45,6 +45,7 @@ from applications.nas.cli import (
 )
 from applications.nas.data import DATASETS, DataError
 from applications.nas.derive import edge_probabilities
+from applications.nas.distributed import DataParallel
 from applications.nas.genotype import Cell
 from applications.nas.network import ALPHA_NAME
 from applications.nas.plots import draw_cell, plot_alpha_history
@@ -376,7 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             note += f" Changed on the command line from the preset: {', '.join(changed)}."
     if note:
         print(note, file=sys.stderr)
-    state = run_search(config, out, resume=args.resume is not None, progress=not args.no_progress)
+    parallel = DataParallel.from_environment(config.device)  # under torchrun: this process's part
+    state = run_search(config, out, resume=args.resume is not None, progress=not args.no_progress, parallel=parallel)
+    if not parallel.is_writer:
+        return 0
     result = summarise(config, state, args.exclude_none, table, nats_file)
     figures = ("alpha.png", "cell.png") if config.search_space is NB201 else ()
     result["files"] = {name: str(out / name) for name in ("log.jsonl", *figures, "checkpoint.pt")}

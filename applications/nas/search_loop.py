@@ -25,6 +25,10 @@ decides the supernet and how many α tensors it has (see :mod:`applications.nas.
 
 Every epoch ends with an atomic checkpoint (model, both optimizers, batch-stream positions, RNG
 states, history), so an interrupted search resumes to exactly the result of an uninterrupted one on CPU.
+
+Under ``torchrun`` the search is data-parallel (:mod:`applications.nas.distributed`): every batch is
+split over the processes, the weight gradients and the hypergradient are averaged over them, and
+process 0 writes the log and the checkpoints.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from tqdm import tqdm
 
 import hypergrad as hg
 from applications.nas.data import BatchStream, ImageSet, load_dataset, split_train_val
+from applications.nas.distributed import ONE_PROCESS, DataParallel
 from applications.nas.evaluation import evaluate
 from applications.nas.genotype import EDGES, OPERATIONS, Cell
 from applications.nas.spaces import SPACES, SearchSpace, alpha_probabilities, alpha_to_json, decisive_edges
@@ -224,9 +229,12 @@ def _frozen_bn_statistics(net: nn.Module) -> Iterator[None]:
 class _Search:
     """The objects of one search, built identically for a fresh start and for a resume."""
 
-    def __init__(self, config: SearchConfig, train: ImageSet, val: ImageSet) -> None:
+    def __init__(self, config: SearchConfig, train: ImageSet, val: ImageSet,
+                 parallel: DataParallel = ONE_PROCESS) -> None:
         self.config = config
-        device = torch.device(config.device)
+        self.parallel = parallel
+        parallel.check_batch_size(config.batch_size)
+        device = parallel.device(config.device)
         torch.manual_seed(config.seed)
         self.net = config.search_space.build_supernet(config, train.in_channels, train.num_classes).to(device)
         self.weights, self.alphas = self.net.split_parameters()
@@ -278,22 +286,26 @@ class _Search:
         params = list(self.weights.values())
         # Gradients of the weights only: α must not collect training-loss gradients here. A sampled
         # path (random-ws) leaves the other operations' weights without a gradient, so SGD skips them.
-        for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=sampling)):
+        grads = torch.autograd.grad(loss, params, allow_unused=sampling)
+        # Data-parallel: the global batch's gradient, loss and accuracy (one all-reduce).
+        *grads, loss, acc = self.parallel.average([*grads, loss.detach(), (logits.argmax(1) == y).float().mean()])
+        for p, g in zip(params, grads):
             p.grad = g
         nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.config.grad_clip)
         self.w_opt.step()
-        return float(loss.detach()), float((logits.argmax(1) == y).float().mean())
+        assert loss is not None and acc is not None
+        return float(loss), float(acc)
 
     def arch_step(self, lr: float, last_batch: tuple[torch.Tensor, torch.Tensor]) -> Any:
         """One α step; returns the library's diagnostics. Raises ``hg.NonFiniteError`` before any update."""
-        inner_batch = self.hessian_stream if self.config.method == "idarts" else last_batch
+        inner_batch = self.parallel.sharded(self.hessian_stream) if self.config.method == "idarts" else last_batch
         # The library warns when a series or solve grows; the log records those steps (info.diverged)
         # and the progress bar reports them once, instead of a warning per step over the bar.
         with _frozen_bn_statistics(self.net), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             result = hg.hypergradient(self.loss, self.inner_loss, self.weights, self.alphas,
-                                      outer_batch=self.val_stream(), inner_batch=inner_batch,
-                                      method=estimator(self.config, lr))
+                                      outer_batch=self.parallel.shard(self.val_stream()), inner_batch=inner_batch,
+                                      method=estimator(self.config, lr), reduce=self.parallel.reduce)
         # Checked for every α before any is written: the library raises on this; kept as the app's own guarantee.
         for name, grad in result.grads.items():
             if not torch.isfinite(grad).all():
@@ -417,7 +429,7 @@ def _epoch_record(epoch: int, lr: float, losses: list[float], accs: list[float],
 
 
 def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
-               on_epoch_end: EpochCallback | None = None) -> SearchState:
+               on_epoch_end: EpochCallback | None = None, parallel: DataParallel | None = None) -> SearchState:
     """Runs (or resumes) a search, writing ``checkpoint.pt`` and ``log.jsonl`` into ``out_dir`` each epoch.
 
     Args:
@@ -426,6 +438,8 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
         resume: continue from ``out_dir/checkpoint.pt``.
         progress: show a tqdm progress bar on stderr.
         on_epoch_end: called with ``(epoch, state)`` after each epoch's checkpoint is on disk.
+        parallel: the data-parallel job (default: from the environment, see
+            :meth:`DataParallel.from_environment`); only its process 0 writes into ``out_dir``.
 
     Returns:
         The final :class:`SearchState`.
@@ -434,17 +448,19 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
     checkpoint = load_checkpoint(out) if resume else None
     if checkpoint is not None:
         config = SearchConfig.from_dict(checkpoint["config"])
-    out.mkdir(parents=True, exist_ok=True)
+    parallel = parallel or DataParallel.from_environment(config.device)
+    if parallel.is_writer:
+        out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
     train, val = split_train_val(dataset.train, config.seed, config.train_subset)
-    search = _Search(config, train, val)
+    search = _Search(config, train, val, parallel)
     if checkpoint:
         state = search.load_state_dict(checkpoint)
     else:
         state = SearchState(search.alphas_now(), search.alphas_now())
 
     steps = search.train_stream.batches_per_pass
-    bar = tqdm(total=config.epochs * steps, initial=state.epochs_done * steps, disable=not progress,
+    bar = tqdm(total=config.epochs * steps, initial=state.epochs_done * steps, disable=not (progress and parallel.is_writer),
                unit="step", dynamic_ncols=True, desc=f"{config.method}")
     reported_growth = False
     try:
@@ -458,7 +474,7 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
             infos: list[Any] = []
             skipped = 0
             for step in range(steps):
-                batch = search.train_stream()
+                batch = parallel.shard(search.train_stream())
                 loss, acc = search.weight_step(batch)
                 losses.append(loss)
                 accs.append(acc)
@@ -483,6 +499,8 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
                                 val_acc=f"{state.history[-1]['val_acc']:.3f}" if state.history else "-",
                                 s_step=f"{elapsed / (step + 1):.2f}", refresh=False)
                 bar.update(1)
+            parallel.average_buffers(search.net)
+            parallel.check_identical([*search.net.parameters(), *search.net.buffers()], "supernet weights and α")
             val_metrics = evaluate(search.net, val, search.device)
             seconds = time.perf_counter() - started
             state.alphas = search.alphas_now()
@@ -490,8 +508,10 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
                                                skipped, config.search_space, state.alphas))
             state.wall_time += seconds
             state.epochs_done = epoch + 1
-            atomic_write_text(out / LOG, "".join(json.dumps(r) + "\n" for r in state.history))
-            atomic_write_bytes(out / CHECKPOINT, functools.partial(torch.save, search.state_dict(state)))
+            if parallel.is_writer:
+                atomic_write_text(out / LOG, "".join(json.dumps(r) + "\n" for r in state.history))
+                atomic_write_bytes(out / CHECKPOINT, functools.partial(torch.save, search.state_dict(state)))
+            parallel.barrier()
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, state)
     finally:

@@ -1,0 +1,150 @@
+"""Data-parallel search and retraining on ``torch.distributed``: the processes of one ``torchrun`` job.
+
+Under ``torchrun --nproc_per_node=P`` (``--nnodes`` and a rendezvous endpoint for several machines) every
+process draws the same global batches from the same seeded streams and keeps its own contiguous slice of
+each (:meth:`DataParallel.shard`); gradients are averaged over processes with one ``all_reduce`` each, the
+architecture gradient through the library's ``reduce=`` option. All processes therefore take identical
+steps and hold identical α and weights; process 0 alone writes logs, checkpoints and results.
+
+BatchNorm normalises each process's slice by that slice's own statistics (as ``DistributedDataParallel``
+does without ``SyncBatchNorm``): a P-process run computes what one process computes with "ghost"
+BatchNorm over P equal slices of each batch, not BatchNorm over the whole batch. Synchronised statistics
+would need an all-reduce inside every BatchNorm of every forward, backward and double-backward pass (the
+Hessian-vector products), many more collectives per step than the search's few. Running statistics, where
+tracked, are averaged over processes before each evaluation and checkpoint.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+import hypergrad as hg
+
+Batch = tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """This process's place in a data-parallel job (rank 0 of 1 when not distributed).
+
+    Attributes:
+        rank: this process, 0..world_size-1.
+        world_size: P, the number of processes.
+        local_rank: this process's index on its machine (its GPU).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_writer(self) -> bool:
+        """Whether this process writes the outputs (rank 0)."""
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls, device: str = "cpu") -> DataParallel:
+        """The job this process belongs to: an initialised process group, or ``torchrun``'s variables.
+
+        Under ``torchrun`` (``WORLD_SIZE`` > 1) the default process group is created here, with ``nccl``
+        for a CUDA device and ``gloo`` otherwise, and destroyed at exit. Without either, one process.
+        """
+        if dist.is_available() and dist.is_initialized():
+            local = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+            return cls(dist.get_rank(), dist.get_world_size(), local)
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return cls()
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        cuda = torch.device(device).type == "cuda"
+        if cuda:
+            torch.cuda.set_device(local)
+        dist.init_process_group("nccl" if cuda else "gloo")
+        atexit.register(dist.destroy_process_group)
+        return cls(dist.get_rank(), dist.get_world_size(), local)
+
+    def device(self, device: str) -> torch.device:
+        """``device`` for this process: plain ``cuda`` becomes this process's GPU, ``cuda:<local rank>``."""
+        place = torch.device(device)
+        if self.active and place.type == "cuda" and place.index is None:
+            return torch.device("cuda", self.local_rank)
+        return place
+
+    def check_batch_size(self, batch_size: int) -> None:
+        """A one-line ``ValueError`` unless the global batch splits evenly over the processes."""
+        if batch_size % self.world_size:
+            raise ValueError(f"batch size {batch_size} does not split evenly over {self.world_size} processes; "
+                             f"expected a multiple of {self.world_size}")
+
+    def shard(self, batch: Batch) -> Batch:
+        """This process's contiguous slice of every tensor of a global batch."""
+        if not self.active:
+            return batch
+        return tuple(t.chunk(self.world_size)[self.rank] for t in batch)
+
+    def sharded(self, source: Callable[[], Batch]) -> Callable[[], Batch]:
+        """A batch source that yields this process's slice of each of ``source``'s global batches."""
+        return source if not self.active else lambda: self.shard(source())
+
+    @property
+    def reduce(self) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None:
+        """The ``reduce=`` of ``hg.hypergradient``: the mean over processes, or ``None`` for one process."""
+        return hg.all_reduce_mean if self.active else None
+
+    def average(self, tensors: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
+        """The mean over processes of each tensor, in one ``all_reduce``; ``None`` entries stay ``None``.
+
+        The entries that are ``None`` must be the same on every process (a sampled path leaves the same
+        operations without gradients everywhere).
+        """
+        present = {str(i): t for i, t in enumerate(tensors) if t is not None}
+        if not self.active or not present:
+            return list(tensors)
+        averaged = hg.all_reduce_mean(present)
+        return [averaged.get(str(i)) for i in range(len(tensors))]
+
+    def average_buffers(self, net: nn.Module) -> None:
+        """BatchNorm running statistics (floating buffers) averaged over processes, in place."""
+        buffers = [b for b in net.buffers() if b.is_floating_point()]
+        if self.active and buffers:
+            with torch.no_grad():
+                for b, mean in zip(buffers, self.average(buffers)):
+                    assert mean is not None
+                    b.copy_(mean)
+
+    def check_identical(self, tensors: Sequence[torch.Tensor], what: str) -> None:
+        """Raise ``RuntimeError`` unless ``tensors`` are bit-for-bit the same on every process.
+
+        Compares a fingerprint (sum, sum of squares, index-weighted sum in float64) by a max and a min
+        reduction: two small collectives, once per epoch.
+        """
+        if not self.active:
+            return
+        flat = torch.cat([t.detach().reshape(-1).double() for t in tensors])
+        index = torch.arange(1, flat.numel() + 1, dtype=torch.float64, device=flat.device)
+        print_ = torch.stack([flat.sum(), (flat * flat).sum(), (flat * index).sum()])
+        high, low = print_.clone(), print_.clone()
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        if not torch.equal(high, low):
+            raise RuntimeError(f"the {what} differ between processes (rank {self.rank} of {self.world_size}); "
+                               "data-parallel steps should keep them identical")
+
+    def barrier(self) -> None:
+        """Wait for every process (after process 0 has written a checkpoint)."""
+        if self.active:
+            dist.barrier()
+
+
+ONE_PROCESS = DataParallel()
+"""A job of one process: no sharding, no reduction."""
