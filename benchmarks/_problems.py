@@ -7,6 +7,8 @@ accuracy columns measure the estimators and not round-off, and the peers run in 
 
 * ``softmax_regression``: 10-class logistic regression, ``W`` (784×10) and ``b``; one L2 weight per
   entry of ``W`` (7840 hyperparameters, ``λ = exp(h)``); the bias is not penalised.
+* ``linear_layout(softmax_regression())``: the same problem with ``W`` and its L2 weights stored
+  (10, 784) as ``nn.Linear`` stores them, logits ``F.linear(x, W, b)`` (``softmax-linear``).
 * ``mlp``: 784–128–10 tanh MLP (101,770 weights) with a weight decay per weight (one hyperparameter
   per parameter), trained on a 250-image subset so that one hypergradient stays around a second.
 
@@ -64,6 +66,11 @@ def l2_penalty(params: Tree, hparams: Tree) -> torch.Tensor:
 
 def softmax_logits(params: Tree, x: torch.Tensor) -> torch.Tensor:
     return x @ params["W"] + params["b"]
+
+
+def linear_logits(params: Tree, x: torch.Tensor) -> torch.Tensor:
+    """The same model in ``nn.Linear``'s layout: ``W`` stored (10, 784), logits ``F.linear(x, W, b)``."""
+    return F.linear(x, params["W"], params["b"])
 
 
 def mlp_logits(params: Tree, x: torch.Tensor) -> torch.Tensor:
@@ -145,6 +152,22 @@ def softmax_regression(solve: bool = True) -> Bilevel:
     return problem
 
 
+def linear_layout(problem: Bilevel) -> Bilevel:
+    """Softmax regression with ``W`` and its L2 weights transposed to ``nn.Linear``'s (10, 784) layout.
+
+    The same problem reparametrised: the solved weights are transposed, not solved again, and the
+    hypergradient is the transpose of the (784, 10) layout's. On CPU the two layouts run different
+    matrix-product kernels (``x @ W`` with a 10-column ``W`` against ``F.linear``; ``xᵀ G`` against
+    ``Gᵀ x`` in the backward pass), which is what the layout benchmark measures.
+    """
+    if problem.name != "softmax":
+        raise ValueError(f"linear_layout transposes the softmax problem only, not {problem.name!r}")
+    params = {"W": problem.params["W"].T.contiguous(), "b": problem.params["b"]}
+    hparams = {"W": problem.hparams["W"].T.contiguous()}
+    return Bilevel("softmax-linear", linear_logits, params, hparams, problem.train, problem.val,
+                   problem.lbfgs_iter, problem.grad_norm, problem.curvature)
+
+
 def mlp(solve: bool = True, hidden: int = 128, train_size: int = 250) -> Bilevel:
     """Tanh MLP on a class-balanced MNIST-5k subset, weight decay ~0.05 per weight, solved by L-BFGS."""
     train, val = mnist5k()
@@ -167,12 +190,18 @@ def relative_error(got: Tree, ref: Tree) -> float:
 
 
 def matmul_floor(problem: Bilevel, iterations: int) -> Callable[[], torch.Tensor]:
-    """The two products every HVP of softmax regression needs (``X V`` and ``Xᵀ M``), ``iterations`` times.
+    """The two products every HVP of softmax regression needs, ``iterations`` times, in the products
+    the problem's layout uses: ``X V`` and ``Xᵀ M`` for W (784, 10), ``F.linear(X, V)`` and ``Mᵀ X``
+    for ``softmax-linear``'s (10, 784).
 
     Plain torch, no autograd: the least any implicit-differentiation CG of that length can cost.
     """
     x = problem.train[0]
-    v = torch.randn(problem.params["W"].shape, dtype=DTYPE, generator=torch.Generator().manual_seed(0))
+    linear = problem.name == "softmax-linear"
+    shape = problem.params["W"].shape
+    # The same start in both layouts (drawn in the (784, 10) shape), so the two floors do the same arithmetic.
+    v = torch.randn(shape[::-1] if linear else shape, dtype=DTYPE, generator=torch.Generator().manual_seed(0))
+    v = v.T.contiguous() if linear else v
 
     def run() -> torch.Tensor:
         out = v
@@ -180,7 +209,13 @@ def matmul_floor(problem: Bilevel, iterations: int) -> Callable[[], torch.Tensor
             out = x.T @ (x @ out) * 1e-3  # rescaled so the iterate neither overflows nor underflows
         return out
 
-    return run
+    def run_linear() -> torch.Tensor:
+        out = v
+        for _ in range(iterations):
+            out = F.linear(x, out).T @ x * 1e-3
+        return out
+
+    return run_linear if linear else run
 
 
 def torchopt_cg(problem: Bilevel, iterations: int) -> Callable[[], Tree]:
@@ -213,10 +248,10 @@ def torchopt_cg(problem: Bilevel, iterations: int) -> Callable[[], Tree]:
     return run
 
 
-def _jax_softmax_losses() -> tuple[Callable, Callable]:
-    """Softmax regression's f and F in jax, on dicts like the torch problem's."""
+def _jax_softmax_losses(linear: bool = False) -> tuple[Callable, Callable]:
+    """Softmax regression's f and F in jax, on dicts like the torch problem's (``linear``: W is (10, 784))."""
     def cross_entropy(w: dict, x: jax.Array, y: jax.Array) -> jax.Array:
-        logits = x @ w["W"] + w["b"]
+        logits = (x @ w["W"].T if linear else x @ w["W"]) + w["b"]
         return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
 
     def inner(w: dict, lam: dict, x: jax.Array, y: jax.Array) -> jax.Array:
@@ -233,9 +268,9 @@ def jaxopt_cg(problem: Bilevel, iterations: int) -> Callable[[], dict]:
 
     Returns a function that runs it and blocks until the result is ready (call it once to compile).
     """
-    if problem.name != "softmax":
-        raise ValueError(f"jaxopt_cg has a jax model of the softmax problem only, not {problem.name!r}")
-    inner, outer = _jax_softmax_losses()
+    if problem.name not in ("softmax", "softmax-linear"):
+        raise ValueError(f"jaxopt_cg has a jax model of the softmax problems only, not {problem.name!r}")
+    inner, outer = _jax_softmax_losses(linear=problem.name == "softmax-linear")
     solve = partial(jaxopt.linear_solve.solve_cg, tol=0.0, atol=0.0, maxiter=iterations)
 
     @jax.jit

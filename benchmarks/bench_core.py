@@ -2,10 +2,14 @@
 
 Problems (``_problems.py``, float64): softmax regression on MNIST-5k with one L2 weight per weight
 (7,850 parameters, 7,840 hyperparameters) and a 784–128–10 tanh MLP with one weight decay per weight
-(101,770 of each). Iterative estimators all get ``ITERATIONS`` HVPs with early stopping off (tol=0),
-so their times compare at equal work. Accuracy (``extra_info["rel_error"]``) is against a CG solve to
-a residual of 1e-12 relative. Run with ``make bench`` (``pytest benchmarks --benchmark-only``); the
-ratio table at the end comes from ``conftest.py``.
+(101,770 of each). The CG-50 side-by-side runs softmax regression in two layouts of ``W``: (784, 10),
+logits ``x @ W``, and ``nn.Linear``'s (10, 784), logits ``F.linear(x, W)``, because on CPU the skinny
+products of the two layouts run at very different speeds. Iterative estimators all get
+``ITERATIONS`` HVPs with early stopping off (tol=0), so their times compare at equal work. Accuracy
+(``extra_info["rel_error"]``) is against a CG solve to a residual of 1e-12 relative. Run with
+``make bench`` (``pytest benchmarks --benchmark-only``); the ratio table at the end comes from
+``conftest.py``. ``python -m benchmarks.bench_core`` runs the side-by-side comparison and the four
+layout products interleaved round by round instead.
 """
 
 from __future__ import annotations
@@ -15,9 +19,18 @@ from collections.abc import Callable
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import hypergrad as hg
-from benchmarks._problems import Bilevel, from_jax, jaxopt_cg, matmul_floor, relative_error, torchopt_cg
+from benchmarks._problems import (
+    Bilevel,
+    from_jax,
+    jaxopt_cg,
+    linear_layout,
+    matmul_floor,
+    relative_error,
+    torchopt_cg,
+)
 from hypergrad import tree
 from hypergrad.linearization import HVP_MODES, Linearization
 
@@ -92,64 +105,102 @@ def test_hvp(benchmark: object, record_time: Callable, problem: Bilevel, mode: s
     record_time(f"{problem.name}/{'gradient' if mode == 'gradient' else 'hvp-' + mode}", benchmark)
 
 
-@pytest.mark.parametrize("who", ["ours", "torchopt", "jaxopt", "matmul-floor"])
-def test_cg_side_by_side(benchmark: object, record_time: Callable, softmax_problem: Bilevel,
-                         reference: Callable, who: str) -> None:
-    """The same 50-iteration CG hypergradient of softmax regression by us, torchopt and jaxopt (jitted,
-    compiled during the warm-up round, blocked until ready), and the plain-torch matmul floor."""
-    softmax = softmax_problem
+CONTENDERS = ("ours", "torchopt", "jaxopt", "matmul-floor")
+LAYOUTS = ("softmax", "softmax-linear")  # W (784, 10) and x @ W; W (10, 784) and F.linear(x, W)
+
+
+def contender(problem: Bilevel, who: str) -> Callable[[], object]:
+    """One 50-iteration CG hypergradient of ``problem`` by ``who`` (jaxopt: jitted, blocked until ready;
+    compiled on its first call), or the plain-torch matmul floor of that length."""
     if who == "ours":
-        name = f"CG-{ITERATIONS}"
         method = hg.CG(max_iter=ITERATIONS, tol=0.0)
+        return lambda: problem.hypergradient(method).grads
+    if who == "torchopt":
+        return torchopt_cg(problem, ITERATIONS)
+    if who == "jaxopt":
+        run = jaxopt_cg(problem, ITERATIONS)
+        return lambda: from_jax(run())
+    return matmul_floor(problem, ITERATIONS)
 
-        def fn() -> dict[str, torch.Tensor]:
-            return softmax.hypergradient(method).grads
-    elif who == "torchopt":
-        name, fn = f"torchopt-CG-{ITERATIONS}", torchopt_cg(softmax, ITERATIONS)
-    elif who == "jaxopt":
-        name, run = f"jaxopt-CG-{ITERATIONS}", jaxopt_cg(softmax, ITERATIONS)
 
-        def fn() -> dict[str, torch.Tensor]:
-            return from_jax(run())
-    else:
-        name, fn = f"matmul-floor-{ITERATIONS}", matmul_floor(softmax, ITERATIONS)
-    benchmark.group = "softmax: CG-50 hypergradient side by side"
+@pytest.fixture(scope="session")
+def linear_problem(softmax_problem: Bilevel) -> Bilevel:
+    """Softmax regression in ``nn.Linear``'s layout: the solved (784, 10) problem, transposed."""
+    return linear_layout(softmax_problem)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("who", CONTENDERS)
+def test_cg_side_by_side(benchmark: object, record_time: Callable, softmax_problem: Bilevel,
+                         linear_problem: Bilevel, reference: Callable, layout: str, who: str) -> None:
+    """The same 50-iteration CG hypergradient of softmax regression by us, torchopt and jaxopt, and the
+    plain-torch matmul floor, in both layouts of ``W``. The (10, 784) layout's error is measured
+    against the transposed (784, 10) reference: the same problem, reparametrised."""
+    problem = softmax_problem if layout == "softmax" else linear_problem
+    name = {"ours": "CG", "torchopt": "torchopt-CG", "jaxopt": "jaxopt-CG", "matmul-floor": "matmul-floor"}[who]
+    benchmark.group = f"{layout}: CG-{ITERATIONS} hypergradient side by side"
     # Ours is timed again here (besides test_estimator), so the ratios compare runs made minutes apart at most.
-    out = _time(benchmark, fn)
+    out = _time(benchmark, contender(problem, who))
     if who != "matmul-floor":
-        benchmark.extra_info["rel_error"] = relative_error(out, reference(softmax))
-    record_time(f"softmax/{name}", benchmark)
+        ref = reference(softmax_problem)
+        if layout == "softmax-linear":
+            ref = {"W": ref["W"].T}
+        benchmark.extra_info["rel_error"] = relative_error(out, ref)
+    record_time(f"{layout}/{name}-{ITERATIONS}", benchmark)
 
 
-def interleaved(rounds: int = 7) -> dict[str, float]:
-    """The softmax CG-50 comparison with the four contenders interleaved round by round.
+def layout_products(x: torch.Tensor, classes: int = 10) -> dict[str, Callable[[], torch.Tensor]]:
+    """The forward and backward products of a ``classes``-output linear layer on ``x`` in both layouts:
+    ``x @ W`` (W (d, c)) against ``F.linear(x, W_t)`` (W_t (c, d)), and ``xᵀ G`` against ``Gᵀ x``."""
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(x.shape[1], classes, dtype=x.dtype, generator=gen)
+    w_t = w.T.contiguous()
+    g = torch.randn(x.shape[0], classes, dtype=x.dtype, generator=gen)
+    return {
+        "x @ W": lambda: x @ w,
+        "F.linear(x, W_t)": lambda: F.linear(x, w_t),
+        "x.T @ G": lambda: x.T @ g,
+        "G.T @ x": lambda: g.T @ x,
+    }
+
+
+def interleaved(rounds: int = 7, repeats: int = 20) -> dict[str, float]:
+    """The CG-50 comparison in both layouts, and the four layout products, interleaved round by round.
 
     pytest-benchmark runs one benchmark's rounds back to back, so a burst of load from another job
-    lands on one contender only; interleaving spreads it over all four. Returns the fastest round of each.
+    lands on one contender only; interleaving spreads it over all. Returns the fastest round of each
+    (the products: the fastest round's mean over ``repeats`` calls).
     """
     from benchmarks._problems import softmax_regression
 
-    problem = softmax_regression()
-    method = hg.CG(max_iter=ITERATIONS, tol=0.0)
-    contenders: dict[str, Callable[[], object]] = {
-        "ours": lambda: problem.hypergradient(method).grads,
-        "torchopt": torchopt_cg(problem, ITERATIONS),
-        "jaxopt": jaxopt_cg(problem, ITERATIONS),
-        "matmul-floor": matmul_floor(problem, ITERATIONS),
+    problems = {"softmax": softmax_regression()}
+    problems["softmax-linear"] = linear_layout(problems["softmax"])
+    runs: dict[str, Callable[[], object]] = {
+        f"{layout}/{who}": contender(problems[layout], who) for layout in LAYOUTS for who in CONTENDERS
     }
-    best = {name: float("inf") for name in contenders}
+    products = layout_products(problems["softmax"].train[0])
+    best = {name: float("inf") for name in [*runs, *products]}
     for _ in range(rounds + 1):  # the first round compiles jax and warms the caches; it still counts if fastest
-        for name, fn in contenders.items():
+        for name, fn in runs.items():
             start = time.perf_counter()
             fn()
             best[name] = min(best[name], time.perf_counter() - start)
+        for name, fn in products.items():
+            start = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / repeats)
     return best
 
 
 if __name__ == "__main__":
     times = interleaved()
-    for name, seconds in times.items():
-        print(f"{name:<14} {seconds:8.4f} s")
+    print(f"{'contender':<16}" + "".join(f"{layout:>16}" for layout in LAYOUTS) + "   (fastest s; linear / matmul)")
+    for who in CONTENDERS:
+        pair = [times[f"{layout}/{who}"] for layout in LAYOUTS]
+        print(f"{who:<16}" + "".join(f"{t:>16.4f}" for t in pair) + f"   {pair[1] / pair[0]:.2f}")
     for peer, target in (("torchopt", 0.9), ("jaxopt", 0.8), ("matmul-floor", 1.2)):
-        ratio = times["ours"] / times[peer]
-        print(f"ours / {peer:<13} {ratio:5.2f}  (target <= {target}: {'met' if ratio <= target else 'MISSED'})")
+        ratios = [times[f"{layout}/ours"] / times[f"{layout}/{peer}"] for layout in LAYOUTS]
+        print(f"ours / {peer:<13}" + "".join(f"{r:>16.2f}" for r in ratios) + f"   (target <= {target})")
+    for name in ("x @ W", "F.linear(x, W_t)", "x.T @ G", "G.T @ x"):
+        print(f"{name:<18} {times[name] * 1e3:8.3f} ms")
