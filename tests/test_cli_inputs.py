@@ -75,6 +75,7 @@ BAD_VALUES: dict[Callable[[str], object], list[tuple[str, Make]]] = {
     checks.output_file: [_A_FOLDER, _UNDER_A_FILE, _UNWRITABLE_PARENT],
     checks.torch_device: _texts("nonsense", "cuda:99"),
     arch_string: _texts("|bogus~0|", "|nor_conv_3x3~0|"),
+    train.genotype_string: _texts("Genotype(normal=[])", "|nor_conv_3x3~0|"),
     hpo_run._neumann_lr: _texts("-1", "x"),
     hpo_run._outer_optimizer: _texts("Nope"),
 }

@@ -1,26 +1,44 @@
 """Command line: retrain a derived cell from scratch and report its test accuracy.
 
     python -m applications.nas.train --result runs/idarts/result.json --dataset mnist5k --image-size 14 \\
-        --channels 16 --cells-per-stage 5 --epochs 30 --out runs/idarts-retrain
+        --epochs 30 --out runs/idarts-retrain
+    python -m applications.nas.train --genotype "Genotype(normal=[...], ...)" --dataset mnist5k --out runs/g
+    torchrun --nproc_per_node=8 -m applications.nas.train --result runs/darts/result.json --preset darts-paper \\
+        --dataset cifar10 --data-dir data --device cuda --out runs/darts-eval     (DARTS's CIFAR-10 evaluation)
 
-The network is the NAS-Bench-201 macro skeleton with the one cell repeated (BatchNorm without affine
-parameters, running statistics tracked). Training: SGD with Nesterov momentum 0.9, weight decay 5e-4,
-cosine schedule, as NAS-Bench-201 trains its cells. Evaluation: the official test set where the dataset
-has one (CIFAR), else a seeded held-out fifth of the training images.
+A NAS-Bench-201 cell (``--arch``, or a search's ``result.json`` whose ``arch`` is one) is trained in the
+NAS-Bench-201 macro skeleton (:class:`~applications.nas.network.DerivedNetwork`) with SGD, Nesterov
+momentum 0.9, cosine schedule, as NAS-Bench-201 trains its cells. A DARTS genotype (``--genotype``, or a
+``result.json`` of a ``--space darts`` search) is trained in DARTS's evaluation network
+(:class:`~applications.nas.darts_network.DartsEvalNetwork`: stacked cells, reductions at 1/3 and 2/3,
+auxiliary head, drop-path rising linearly to its final value, cutout, cosine schedule, gradient clipping).
+The defaults are sized for a small CPU; ``--preset darts-paper`` is DARTS's CIFAR-10 setting (36 channels,
+20 cells, batch 96, 600 epochs, lr 0.025, weight decay 3e-4, auxiliary weight 0.4, drop-path 0.2,
+cutout 16, crop and flip), for a GPU. Evaluation: the official test set where the dataset has one
+(CIFAR), else a seeded held-out fifth of the training images.
+
+Every epoch ends with an atomic ``checkpoint.pt`` in ``--out``; ``--resume DIR`` continues from it. The
+result goes to ``train_result.json`` (not ``result.json``, so that ``--out`` may be the search's folder).
+Under ``torchrun`` training is data-parallel (:mod:`applications.nas.distributed`); process 0 writes.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
+import random
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from applications.nas.cli import (
@@ -28,6 +46,7 @@ from applications.nas.cli import (
     arch_string,
     existing_dir,
     existing_file,
+    existing_output_dir,
     nonnegative_float,
     nonnegative_int,
     output_dir,
@@ -36,99 +55,247 @@ from applications.nas.cli import (
     run_cli,
     torch_device,
 )
+from applications.nas.darts_genotype import Genotype, GenotypeError
+from applications.nas.darts_network import DartsEvalNetwork
 from applications.nas.data import DATASETS, BatchStream, DataError, load_dataset, split_train_val
+from applications.nas.distributed import DataParallel
 from applications.nas.evaluation import evaluate
 from applications.nas.genotype import ArchStringError, Cell
 from applications.nas.network import DerivedNetwork
-from applications.nas.search_loop import atomic_write_text
+from applications.nas.search_loop import atomic_write_bytes, atomic_write_text
+
+CHECKPOINT = "checkpoint.pt"
+RESULT = "train_result.json"
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "nb201": {"channels": 16, "cells_per_stage": 5, "epochs": 30, "batch_size": 64, "lr": 0.1, "weight_decay": 5e-4,
+              "auxiliary_weight": 0.0, "drop_path": 0.0, "cutout": 0, "grad_clip": 5.0},
+    "darts": {"channels": 8, "layers": 8, "epochs": 10, "batch_size": 64, "lr": 0.025, "weight_decay": 3e-4,
+              "auxiliary_weight": 0.4, "drop_path": 0.2, "cutout": 0, "grad_clip": 5.0},
+}
+"""Settings sized for a 2-core CPU, per kind of cell."""
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "darts-paper": {"channels": 36, "layers": 20, "epochs": 600, "batch_size": 96, "lr": 0.025, "weight_decay": 3e-4,
+                    "auxiliary_weight": 0.4, "drop_path": 0.2, "cutout": 16, "grad_clip": 5.0, "augment": True},
+}
+"""DARTS's CIFAR-10 evaluation (Liu et al., ICLR 2019, section 3.2), for a GPU."""
 
 
-def _cell_from_args(arch: str | None, result: Path | None) -> Cell:
-    if arch is not None:
-        return Cell.parse(arch)
-    assert result is not None  # argparse has checked that it is a readable file
+def genotype_string(text: str) -> str:
+    """argparse type: a DARTS genotype as printed, ``Genotype(normal=[...], normal_concat=[...], ...)``."""
     try:
-        return Cell.parse(json.loads(result.read_text())["arch"])
+        Genotype.parse(text)
+    except GenotypeError as err:
+        raise argparse.ArgumentTypeError(str(err).strip().splitlines()[0]) from None
+    return text
+
+
+def parse_cell(text: str) -> Cell | Genotype:
+    """A NAS-Bench-201 cell string or a DARTS genotype string, whichever ``text`` is."""
+    return Genotype.parse(text) if text.lstrip().startswith("Genotype(") else Cell.parse(text)
+
+
+def _arch_from_result(result: Path) -> str:
+    try:
+        arch = json.loads(result.read_text())["arch"]
     except (json.JSONDecodeError, KeyError, TypeError):
         raise ValueError(f"--result {result} is not a search result.json with an 'arch' entry") from None
+    if not isinstance(arch, str):
+        raise ValueError(f"--result {result}: 'arch' is not a cell string or a DARTS genotype")
+    parse_cell(arch)
+    return arch
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The options of ``python -m applications.nas.train``."""
     parser = ArgumentParser(prog="python -m applications.nas.train",
-                            description="Train a NAS-Bench-201 cell from scratch and report test accuracy.")
+                            description="Train a derived cell (NAS-Bench-201 or DARTS) from scratch and report test "
+                                        "accuracy.")
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--arch", type=arch_string, help="architecture string |op~0|+|op~0|op~1|+|op~0|op~1|op~2|")
+    which.add_argument("--arch", type=arch_string, help="NAS-Bench-201 string |op~0|+|op~0|op~1|+|op~0|op~1|op~2|")
+    which.add_argument("--genotype", type=genotype_string, help="DARTS genotype, as a DARTS search prints it")
     which.add_argument("--result", type=existing_file, help="a search's result.json (its 'arch' is trained)")
+    which.add_argument("--resume", type=existing_output_dir, metavar="DIR", help="continue from DIR/checkpoint.pt")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="darts-paper: DARTS's CIFAR-10 evaluation (GPU)")
     parser.add_argument("--dataset", choices=DATASETS, default="mnist5k", help="training images [mnist5k]")
     parser.add_argument("--data-dir", type=existing_dir, help="folder holding cifar-10-batches-py/ or cifar-100-python/")
     parser.add_argument("--image-size", type=positive_int, help="resize images to this side")
     parser.add_argument("--train-subset", type=positive_int, help="use this many training images")
-    parser.add_argument("--channels", type=positive_int, default=16, help="C [16]")
-    parser.add_argument("--cells-per-stage", type=positive_int, default=5, help="N [5]")
-    parser.add_argument("--epochs", type=positive_int, default=30, help="training epochs [30]")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size [64]")
-    parser.add_argument("--lr", type=positive_float, default=0.1, help="initial SGD learning rate, cosine to 0 [0.1]")
-    parser.add_argument("--weight-decay", type=nonnegative_float, default=5e-4, help="weight decay [5e-4]")
-    parser.add_argument("--augment", action="store_true", help="random crop and flip")
+    parser.add_argument("--channels", type=positive_int, help="C [16 NAS-Bench-201, 8 DARTS]")
+    parser.add_argument("--cells-per-stage", type=positive_int, help="N of the NAS-Bench-201 network [5]")
+    parser.add_argument("--layers", type=positive_int, help="cells of the DARTS network, at least 3 [8]")
+    parser.add_argument("--epochs", type=positive_int, help="training epochs [30 NAS-Bench-201, 10 DARTS]")
+    parser.add_argument("--batch-size", type=positive_int, help="global mini-batch size [64]")
+    parser.add_argument("--lr", type=positive_float, help="initial SGD learning rate, cosine to 0 [0.1, 0.025 DARTS]")
+    parser.add_argument("--weight-decay", type=nonnegative_float, help="weight decay [5e-4, 3e-4 DARTS]")
+    parser.add_argument("--auxiliary-weight", type=nonnegative_float,
+                        help="weight of the auxiliary head's loss, 0 for none (DARTS only) [0.4]")
+    parser.add_argument("--drop-path", type=nonnegative_float, help="final drop-path probability (DARTS only) [0.2]")
+    parser.add_argument("--cutout", type=nonnegative_int, help="side of the cutout square, 0 for none [0]")
+    parser.add_argument("--grad-clip", type=positive_float, help="gradient norm clip [5]")
+    parser.add_argument("--augment", action="store_true", default=None, help="random crop and flip")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed [0]")
     parser.add_argument("--device", type=torch_device, default="cpu", help="torch device [cpu]")
     parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch [1]")
-    parser.add_argument("--out", type=output_dir, help="folder for train_result.json")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--out", type=output_dir, help="folder for checkpoint.pt and train_result.json")
     return parser
+
+
+def _settings(args: argparse.Namespace, arch: str) -> dict[str, Any]:
+    """The command line over the preset over the defaults of the cell's kind: everything a run depends on."""
+    kind = "darts" if isinstance(parse_cell(arch), Genotype) else "nb201"
+    settings: dict[str, Any] = {"arch": arch, "kind": kind, **DEFAULTS[kind], **PRESETS.get(args.preset or "", {})}
+    for name in (*DEFAULTS[kind], "augment"):
+        if getattr(args, name, None) is not None:
+            settings[name] = getattr(args, name)
+    settings.setdefault("augment", False)
+    if kind == "nb201":
+        for name in ("layers", "auxiliary_weight", "drop_path"):
+            if getattr(args, name) is not None:
+                raise ValueError(f"--{name.replace('_', '-')} applies to DARTS genotypes, not to a NAS-Bench-201 cell")
+    elif args.cells_per_stage is not None:
+        raise ValueError("--cells-per-stage applies to NAS-Bench-201 cells; a DARTS network takes --layers")
+    if kind == "darts" and settings["layers"] < 3:
+        raise ValueError(f"--layers {settings['layers']}: a DARTS network needs at least 3 cells")
+    settings.update(dataset=args.dataset, data_dir=None if args.data_dir is None else str(args.data_dir),
+                    image_size=args.image_size, train_subset=args.train_subset, seed=args.seed, device=args.device)
+    return settings
+
+
+def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image with one ``size`` x ``size`` square (centred uniformly, clipped at the border) set to 0."""
+    n, _, h, w = x.shape
+    cy = torch.randint(0, h, (n, 1, 1, 1), generator=generator).to(x.device)
+    cx = torch.randint(0, w, (n, 1, 1, 1), generator=generator).to(x.device)
+    ys = torch.arange(h, device=x.device).view(1, 1, h, 1)
+    xs = torch.arange(w, device=x.device).view(1, 1, 1, w)
+    half = size // 2
+    inside = (ys >= cy - half) & (ys < cy + half) & (xs >= cx - half) & (xs < cx + half)
+    return x.masked_fill(inside, 0.0)
+
+
+def build_network(cell: Cell | Genotype, settings: dict[str, Any], in_channels: int, num_classes: int) -> nn.Module:
+    """The evaluation network of ``cell``'s kind."""
+    if isinstance(cell, Genotype):
+        return DartsEvalNetwork(cell, settings["channels"], settings["layers"], in_channels, num_classes,
+                                auxiliary=settings["auxiliary_weight"] > 0)
+    return DerivedNetwork(cell, settings["channels"], settings["cells_per_stage"], in_channels, num_classes)
+
+
+def parameter_count(net: nn.Module) -> int:
+    """Parameters used at test time (the auxiliary head excluded, as DARTS counts them)."""
+    return sum(p.numel() for name, p in net.named_parameters() if not name.startswith("auxiliary."))
+
+
+def _loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor, auxiliary_weight: float) -> torch.Tensor:
+    out = net(x)
+    if isinstance(out, tuple):
+        logits, aux = out
+        loss = F.cross_entropy(logits, y)
+        return loss + auxiliary_weight * F.cross_entropy(aux, y) if aux is not None else loss
+    return F.cross_entropy(out, y)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    checkpoint: dict[str, Any] | None = None
+    if args.resume is not None:
+        path = args.resume / CHECKPOINT
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint {path} to resume from (expected the --out folder of a training)")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        settings, out = checkpoint["settings"], args.resume
+    else:
+        arch = args.arch or args.genotype or _arch_from_result(args.result)
+        settings, out = _settings(args, arch), args.out
 
     torch.set_num_threads(args.threads)
-    cell = _cell_from_args(args.arch, args.result)
-    dataset = load_dataset(args.dataset, args.data_dir, args.image_size)
+    cell = parse_cell(settings["arch"])
+    parallel = DataParallel.from_environment(settings["device"])
+    parallel.check_batch_size(settings["batch_size"])
+    dataset = load_dataset(settings["dataset"], settings["data_dir"], settings["image_size"])
     if dataset.test is not None:
-        train, test = split_train_val(dataset.train, args.seed, args.train_subset, val_fraction=0.0)[0], dataset.test
-        test_name = "official test set"
+        train = split_train_val(dataset.train, settings["seed"], settings["train_subset"], val_fraction=0.0)[0]
+        test, test_name = dataset.test, "official test set"
     else:
-        train, test = split_train_val(dataset.train, args.seed, args.train_subset, val_fraction=0.2)
+        train, test = split_train_val(dataset.train, settings["seed"], settings["train_subset"], val_fraction=0.2)
         test_name = "held-out fifth of the training images"
-    device = torch.device(args.device)
-    torch.manual_seed(args.seed)
-    net = DerivedNetwork(cell, args.channels, args.cells_per_stage, train.in_channels, train.num_classes).to(device)
-    optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
-                                weight_decay=args.weight_decay)
-    stream = BatchStream(train, args.batch_size, args.seed + 1, args.augment, device)
-    steps = stream.batches_per_pass
-    started = time.perf_counter()
-    with tqdm(total=args.epochs * steps, unit="step", dynamic_ncols=True) as bar:
-        for epoch in range(args.epochs):
+    device = parallel.device(settings["device"])
+    torch.manual_seed(settings["seed"])
+    net = build_network(cell, settings, train.in_channels, train.num_classes).to(device)
+    # DARTS trains its evaluation network with plain momentum; NAS-Bench-201 with Nesterov's.
+    optimizer = torch.optim.SGD(net.parameters(), lr=settings["lr"], momentum=0.9, nesterov=settings["kind"] == "nb201",
+                                weight_decay=settings["weight_decay"])
+    stream = BatchStream(train, settings["batch_size"], settings["seed"] + 1, settings["augment"], device)
+    holes = torch.Generator().manual_seed(settings["seed"] + 2)
+    epochs_done, seconds = 0, 0.0
+    if checkpoint is not None:
+        net.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        stream.load_state_dict(checkpoint["stream"])
+        holes.set_state(checkpoint["cutout"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        np.random.set_state(checkpoint["rng"]["numpy"])
+        random.setstate(checkpoint["rng"]["python"])
+        epochs_done, seconds = checkpoint["epochs_done"], checkpoint["seconds"]
+    if out is not None and parallel.is_writer:
+        out.mkdir(parents=True, exist_ok=True)
+
+    epochs, steps = settings["epochs"], stream.batches_per_pass
+    with tqdm(total=epochs * steps, initial=epochs_done * steps, unit="step", dynamic_ncols=True,
+              disable=args.no_progress or not parallel.is_writer) as bar:
+        for epoch in range(epochs_done, epochs):
+            started = time.perf_counter()
             for group in optimizer.param_groups:
-                group["lr"] = 0.5 * args.lr * (1 + math.cos(math.pi * epoch / args.epochs))
+                group["lr"] = 0.5 * settings["lr"] * (1 + math.cos(math.pi * epoch / epochs))
+            if isinstance(net, DartsEvalNetwork):
+                net.drop_path_prob = settings["drop_path"] * epoch / epochs
             for _ in range(steps):
                 x, y = stream()
-                loss = F.cross_entropy(net(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+                if settings["cutout"]:
+                    x = cutout(x, settings["cutout"], holes)
+                x, y = parallel.shard((x, y))
+                loss = _loss(net, x, y, settings["auxiliary_weight"])
+                params = [p for p in net.parameters() if p.requires_grad]
+                grads = torch.autograd.grad(loss, params)
+                *grads, loss_mean = parallel.average([*grads, loss.detach()])
+                for p, g in zip(params, grads):
+                    p.grad = g
+                nn.utils.clip_grad_norm_(params, settings["grad_clip"])
                 optimizer.step()
-                bar.set_description(f"epoch {epoch + 1}/{args.epochs}")
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+                bar.set_description(f"epoch {epoch + 1}/{epochs}")
+                bar.set_postfix(loss=f"{float(loss_mean or 0.0):.3f}", refresh=False)
                 bar.update(1)
+            parallel.average_buffers(net)
+            seconds += time.perf_counter() - started
+            if out is not None and parallel.is_writer:
+                state = {"settings": settings, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                         "stream": stream.state_dict(), "cutout": holes.get_state(), "epochs_done": epoch + 1,
+                         "seconds": seconds, "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                                                     "python": random.getstate()}}
+                atomic_write_bytes(out / CHECKPOINT, functools.partial(torch.save, state))
+            parallel.barrier()
     _, test_acc = evaluate(net, test, device)
-    result = {"arch": str(cell), "connected": cell.is_connected(), "dataset": args.dataset,
-              "test_accuracy": test_acc, "evaluated_on": test_name, "epochs": args.epochs,
-              "channels": args.channels, "cells_per_stage": args.cells_per_stage,
-              "wall_time_s": time.perf_counter() - started}
-    print(f"{cell}: test accuracy {100 * test_acc:.2f}% on the {test_name} of {args.dataset}")
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out / "train_result.json", json.dumps(result, indent=2) + "\n")
+    if not parallel.is_writer:
+        return 0
+    result = {"arch": str(cell), "kind": settings["kind"], "connected": cell.is_connected(),
+              "dataset": settings["dataset"], "test_accuracy": test_acc, "evaluated_on": test_name,
+              "parameters": parameter_count(net), "epochs": epochs, "processes": parallel.world_size,
+              "settings": settings, "wall_time_s": seconds}
+    print(f"{cell}: test accuracy {100 * test_acc:.2f}% on the {test_name} of {settings['dataset']} "
+          f"({result['parameters'] / 1e6:.2f}M parameters, {seconds:.0f} s)")
+    if out is not None:
+        atomic_write_text(out / RESULT, json.dumps(result, indent=2) + "\n")
     return 0
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """Entry point with one-line errors (exit status 2) for bad input."""
     return run_cli(main, argv, "python -m applications.nas.train",
-                   (ArchStringError, DataError, FileNotFoundError, ValueError))
+                   (ArchStringError, GenotypeError, DataError, FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":
