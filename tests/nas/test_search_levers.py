@@ -124,3 +124,21 @@ def test_skip_share_counts_skip_connections_of_the_cell() -> None:
     all_skip = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
     assert skip_share(all_skip) == 1.0
     assert skip_share(all_skip.replace("skip_connect~2", "none~2")) == pytest.approx(5 / 6)
+
+
+def test_the_cifar_cpu_preset_searches_an_official_cifar10_folder(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.nas.test_data import _write_cifar
+
+    _write_cifar(tmp_path / "data", "cifar10", per_file=24)  # 120 training images in the official layout
+    out = tmp_path / "search"
+    assert search_cli(["--preset", "cifar-cpu", "--data-dir", str(tmp_path / "data"), "--train-subset", "64",
+                       "--batch-size", "16", "--epochs", "1", "--no-progress", "--no-table", "--out", str(out)]) == 0
+    config = json.loads((out / "result.json").read_text())["config"]
+    # The preset's own choices, with the three the command line changed.
+    assert (config["dataset"], config["image_size"], config["channels"], config["cells_per_stage"]) == ("cifar10", 16, 8, 1)
+    assert (config["method"], config["alpha_lr"], config["train_subset"], config["epochs"]) == ("idarts", 0.1, 64, 1)
+    err = capsys.readouterr().err
+    assert "cifar-cpu preset" in err and "Changed on the command line from the preset: epochs=1, train_subset=64" in err
+    assert search_cli(["--preset", "cifar-cpu", "--out", str(tmp_path / "no-data")]) == 2
+    assert "dataset cifar10 needs --data-dir" in capsys.readouterr().err
