@@ -160,9 +160,11 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, param
         def fresh_hvp(u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             fresh["hvps"] += 1
             fresh["batches"] += 1
+            if shared:  # free the previous term's graph before building this one's: one graph alive at a time
+                built.clear()
             term = Linearization(inner_loss, params, hparams, draw_inner(), mode=method.hvp)
-            if shared:  # keep only the latest term's graph: it serves the mixed product
-                built[:] = [term]
+            if shared:  # the latest term's graph serves the mixed product
+                built.append(term)
             return term.hvp(u)
 
         v, info = neumann_series(reduced(fresh_hvp, reduce, "a Hessian-vector product"), rhs, terms=method.terms,
