@@ -67,21 +67,29 @@ def skip_weight(result: dict[str, Any]) -> float | None:
     return sum(row[_SKIP] for row in probs) / len(probs)
 
 
-def markdown_table(results: list[dict[str, Any]]) -> str:
-    """Rows per search, then per-method means and standard deviations over seeds."""
+def label(result: dict[str, Any], group_by: Sequence[str] = ()) -> str:
+    """The method, followed by the values of the ``group_by`` settings from the search's ``config``."""
+    config = result.get("config") or {}
+    settings = ", ".join(f"{key}={config.get(key)}" for key in group_by)
+    return f"{result['method']} ({settings})" if settings else result["method"]
+
+
+def markdown_table(results: list[dict[str, Any]], group_by: Sequence[str] = ()) -> str:
+    """Rows per search, then means and standard deviations over the seeds of each method (and of each
+    combination of the ``group_by`` settings, for an ablation)."""
     lines = ["| method | seed | derived cell | connected | decisive edges | CIFAR-10 | CIFAR-100 | ImageNet16-120 "
              "| CIFAR-10 percentile | CIFAR-10 without none | skip share | skip softmax | s/step |",
              "|" + " --- |" * 13]
     by_method: dict[str, list[dict[str, Any]]] = {}
-    for r in sorted(results, key=lambda r: (r["method"], r["seed"])):
-        by_method.setdefault(r["method"], []).append(r)
+    for r in sorted(results, key=lambda r: (label(r, group_by), r["seed"])):
+        by_method.setdefault(label(r, group_by), []).append(r)
         bench = r.get("benchmark") or {}
         acc = _accuracies(bench.get("arch"))
         pct = ((bench.get("arch") or {}).get("percentile") or {}).get("cifar10_test")
         without = _accuracies(bench.get("arch_argmax_without_none"))
         cell = short_arch(r["arch"]).replace("|", "\\|")  # a bare | would end the table cell
         decisive = "-" if r.get("decisive_edges") is None else f"{r['decisive_edges']}/{r.get('edges', 6)}"
-        lines.append(f"| {r['method']} | {r['seed']} | `{cell}` | {'yes' if r['connected'] else 'NO'} "
+        lines.append(f"| {label(r, group_by)} | {r['seed']} | `{cell}` | {'yes' if r['connected'] else 'NO'} "
                      f"| {decisive} | {_fmt(acc and acc[0])} | {_fmt(acc and acc[1])} "
                      f"| {_fmt(acc and acc[2])} | {_fmt(pct, 1)} | {_fmt(without and without[0])} "
                      f"| {skip_share(r['arch']):.2f} | {_fmt(skip_weight(r))} | {r['seconds_per_step']:.3f} |")
@@ -139,7 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--collapse-plot", type=output_file, metavar="PNG",
                         help="draw skip_connect's mean softmax weight and share of the derived cell per epoch, "
                              "one panel per method (NAS-Bench-201 searches)")
+    parser.add_argument("--group-by", type=_setting_names, default=(), metavar="SETTING[,SETTING...]",
+                        help="for an ablation: average per method and per value of these search settings (names "
+                             "as in result.json's config, e.g. alpha_lr,warmup_epochs) [method only]")
     return parser
+
+
+def _setting_names(text: str) -> tuple[str, ...]:
+    """argparse type: comma-separated setting names."""
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(name.isidentifier() for name in names):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of setting names")
+    return names
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,7 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append((file, json.loads(file.read_text())))
         except json.JSONDecodeError:
             raise ValueError(f"{file} is not JSON") from None
-    print(markdown_table([r for _, r in results]))
+    for file, r in results:
+        missing = [name for name in args.group_by if name not in (r.get("config") or {})]
+        if missing:
+            raise ValueError(f"--group-by {','.join(missing)}: not a setting in {file}'s config")
+    print(markdown_table([r for _, r in results], args.group_by))
     if table is not None:
         print()
         print(random_baseline_table(table))

@@ -142,3 +142,15 @@ def test_the_cifar_cpu_preset_searches_an_official_cifar10_folder(tmp_path: Path
     assert "cifar-cpu preset" in err and "Changed on the command line from the preset: epochs=1, train_subset=64" in err
     assert search_cli(["--preset", "cifar-cpu", "--out", str(tmp_path / "no-data")]) == 2
     assert "dataset cifar10 needs --data-dir" in capsys.readouterr().err
+
+
+def test_report_groups_an_ablation_by_the_settings_it_varies(tmp_path: Path, tiny_search: list[str],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    for lr in ("0.05", "0.2"):
+        assert search_cli([*tiny_search, "--epochs", "1", "--alpha-lr", lr, "--no-table", "--out", str(tmp_path / lr)]) == 0
+    capsys.readouterr()
+    assert report_cli([str(tmp_path / "0.05"), str(tmp_path / "0.2"), "--group-by", "alpha_lr,epochs"]) == 0
+    summary = capsys.readouterr().out.split("\n\n")[1].splitlines()[2:]
+    assert [row.split(" | ")[0] for row in summary] == ["| idarts (alpha_lr=0.05, epochs=1)", "| idarts (alpha_lr=0.2, epochs=1)"]
+    assert report_cli([str(tmp_path / "0.05"), "--group-by", "alpha_rate"]) == 2
+    assert "--group-by alpha_rate: not a setting" in capsys.readouterr().err
