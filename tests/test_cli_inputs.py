@@ -78,6 +78,7 @@ BAD_VALUES: dict[Callable[[str], object], list[tuple[str, Make]]] = {
     train.genotype_string: _texts("Genotype(normal=[])", "|nor_conv_3x3~0|"),
     hpo_run._neumann_lr: _texts("-1", "x"),
     hpo_run._outer_optimizer: _texts("Nope"),
+    report._setting_names: _texts("alpha lr", "alpha_lr,"),
 }
 
 
