@@ -121,4 +121,6 @@ def test_report_tabulates_searches_and_averages_each_method(tmp_path: Path, tiny
     c10 = [r["benchmark"]["arch"]["cifar10_test"] for r in rows]
     assert lines[2].startswith("| idarts | 0 |") and lines[3].startswith("| idarts | 1 |")
     assert f"| idarts | 2 | {sum(c10) / 2:.2f} ± " in lines[-1]
-    assert report_cli([str(tmp_path / "absent")]) == 2
+    with pytest.raises(SystemExit) as stop:  # a missing file is refused while the command line is parsed
+        report_cli([str(tmp_path / "absent")])
+    assert stop.value.code == 2
