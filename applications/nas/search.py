@@ -50,6 +50,7 @@ from applications.nas.genotype import Cell
 from applications.nas.network import ALPHA_NAME
 from applications.nas.plots import draw_cell, plot_alpha_history
 from applications.nas.search_loop import (
+    ALPHA_LR_SCHEDULES,
     METHODS,
     SearchConfig,
     SearchConfigError,
@@ -182,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     arch = parser.add_argument_group("architecture weights alpha (Adam)")
     arch.add_argument("--alpha-lr", type=positive_float, help=f"learning rate [{defaults.alpha_lr}]")
+    arch.add_argument("--alpha-lr-schedule", choices=ALPHA_LR_SCHEDULES,
+                      help=f"alpha learning rate per epoch: constant, or cosine from --alpha-lr towards 0 "
+                           f"[{defaults.alpha_lr_schedule}]")
     arch.add_argument("--alpha-beta1", type=nonnegative_float, help=f"Adam beta1 [{defaults.alpha_beta1}]")
     arch.add_argument("--alpha-beta2", type=nonnegative_float, help=f"Adam beta2 [{defaults.alpha_beta2}]")
     arch.add_argument("--alpha-weight-decay", type=nonnegative_float,

@@ -60,6 +60,7 @@ from applications.nas.evaluation import evaluate
 from applications.nas.genotype import EDGES, OPERATIONS, Cell
 from applications.nas.spaces import SPACES, SearchSpace, alpha_probabilities, alpha_to_json, decisive_edges
 
+ALPHA_LR_SCHEDULES = ("constant", "cosine")
 METHODS = ("darts-1st", "darts-2nd", "idarts", "implicit-cg", "implicit-minres", "random-ws")
 GRADIENT_METHODS = METHODS[:-1]
 """The methods that move α by a hypergradient; ``random-ws`` samples cells instead."""
@@ -86,6 +87,8 @@ class SearchConfig:
         epochs, batch_size, seed: as usual; the seed fixes initialisation, split and batch order.
         w_lr, w_lr_min, w_momentum, w_weight_decay, grad_clip: weight SGD (Nesterov), cosine lr per epoch.
         alpha_lr, alpha_beta1, alpha_beta2, alpha_weight_decay: the Adam optimizer of α.
+        alpha_lr_schedule: ``constant`` (the paper) or ``cosine`` (from ``alpha_lr`` at epoch 0 towards 0,
+            one value per epoch, so that α settles before the cell is derived).
         inner_steps: T, weight steps per architecture step.
         warmup_epochs: epochs of weight steps only, before α starts to move (the paper: 0).
         rsws_candidates: cells that ``random-ws`` samples and scores at the end of its training.
@@ -119,6 +122,7 @@ class SearchConfig:
     alpha_beta1: float = 0.5
     alpha_beta2: float = 0.999
     alpha_weight_decay: float = 1e-3
+    alpha_lr_schedule: str = "constant"
     inner_steps: int = 1
     warmup_epochs: int = 0
     rsws_candidates: int = 100
@@ -159,6 +163,9 @@ class SearchConfig:
         for name in nonnegative:
             if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
                 raise SearchConfigError(f"{name} = {getattr(self, name)!r}; expected a finite number >= 0")
+        if self.alpha_lr_schedule not in ALPHA_LR_SCHEDULES:
+            raise SearchConfigError(f"alpha_lr_schedule = {self.alpha_lr_schedule!r}; expected one of "
+                                    f"{', '.join(ALPHA_LR_SCHEDULES)}")
         for name in ("alpha_beta1", "alpha_beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise SearchConfigError(f"{name} = {getattr(self, name)!r}; expected a number in [0, 1)")
@@ -177,6 +184,12 @@ class SearchConfig:
     def weight_lr(self, epoch: int) -> float:
         """Cosine schedule from ``w_lr`` at epoch 0 towards ``w_lr_min`` (one value per epoch)."""
         return self.w_lr_min + 0.5 * (self.w_lr - self.w_lr_min) * (1 + math.cos(math.pi * epoch / self.epochs))
+
+    def arch_lr(self, epoch: int) -> float:
+        """α's learning rate in ``epoch``: ``alpha_lr``, or its cosine schedule towards 0."""
+        if self.alpha_lr_schedule == "constant":
+            return self.alpha_lr
+        return 0.5 * self.alpha_lr * (1 + math.cos(math.pi * epoch / self.epochs))
 
 
 @dataclass
@@ -469,6 +482,8 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
             lr = config.weight_lr(epoch)
             for group in search.w_opt.param_groups:
                 group["lr"] = lr
+            for group in search.a_opt.param_groups:
+                group["lr"] = config.arch_lr(epoch)
             losses: list[float] = []
             accs: list[float] = []
             infos: list[Any] = []
@@ -506,6 +521,7 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
             state.alphas = search.alphas_now()
             state.history.append(_epoch_record(epoch, lr, losses, accs, val_metrics, seconds, steps, infos,
                                                skipped, config.search_space, state.alphas))
+            state.history[-1]["alpha_lr"] = config.arch_lr(epoch)
             state.wall_time += seconds
             state.epochs_done = epoch + 1
             if parallel.is_writer:

@@ -154,3 +154,15 @@ def test_report_groups_an_ablation_by_the_settings_it_varies(tmp_path: Path, tin
     assert [row.split(" | ")[0] for row in summary] == ["| idarts (alpha_lr=0.05, epochs=1)", "| idarts (alpha_lr=0.2, epochs=1)"]
     assert report_cli([str(tmp_path / "0.05"), "--group-by", "alpha_rate"]) == 2
     assert "--group-by alpha_rate: not a setting" in capsys.readouterr().err
+
+
+def test_a_cosine_alpha_schedule_lowers_alpha_lr_each_epoch_towards_zero(tmp_path: Path, tiny_search: list[str]) -> None:
+    args = [*tiny_search, "--epochs", "3", "--alpha-lr", "0.2", "--no-table"]
+    assert search_cli([*args, "--alpha-lr-schedule", "cosine", "--out", str(tmp_path / "cos")]) == 0
+    log = [json.loads(line) for line in (tmp_path / "cos" / "log.jsonl").read_text().splitlines()]
+    assert [r["alpha_lr"] for r in log] == pytest.approx([0.2, 0.15, 0.05])  # 0.1 (1 + cos(pi e / 3))
+    adam = torch.load(tmp_path / "cos" / "checkpoint.pt", weights_only=False)["a_opt"]
+    assert adam["param_groups"][0]["lr"] == pytest.approx(0.05)
+    assert search_cli([*args, "--out", str(tmp_path / "constant")]) == 0
+    log = [json.loads(line) for line in (tmp_path / "constant" / "log.jsonl").read_text().splitlines()]
+    assert [r["alpha_lr"] for r in log] == [0.2, 0.2, 0.2]
