@@ -120,12 +120,13 @@ def test_help_of_every_documented_command_exits_cleanly(module, capsys):
 
 
 def test_readme_python_example_runs(capsys):
-    """The example prints the hypergradient and the solve's diagnostics: converged, in at most 5
-    iterations (5 hyperparameters, 5 unknowns), to a residual below its tolerance."""
+    """The example prints the hypergradient and the solve's diagnostics: converged within its iteration
+    budget to a residual below its tolerance. (5 unknowns take 5 CG iterations in exact arithmetic; the
+    example's unseeded float32 data sometimes needs a few more, so the bound is the budget, 50.)"""
     text = (ROOT / "README.md").read_text()
     (example,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     exec(compile(example, "README.md", "exec"), {})
     printed = capsys.readouterr().out.split()
     assert printed[0].startswith("tensor(")
     converged, iterations, residual = printed[-3:]
-    assert converged == "True" and 1 <= int(iterations) <= 6 and float(residual) < 1e-8
+    assert converged == "True" and 1 <= int(iterations) <= 50 and float(residual) < 1e-8
