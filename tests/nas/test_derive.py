@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from applications.nas.derive import derive_cell, edge_probabilities, format_alpha_table
-from applications.nas.genotype import OPERATIONS
+from applications.nas.spaces.nb201.derive import derive_cell, edge_probabilities, format_alpha_table
+from applications.nas.spaces.nb201.genotype import OPERATIONS
 
 # The NAS application runs in float32; the suite-wide default is float64 for solver tests.
 pytestmark = pytest.mark.float32

@@ -1,6 +1,6 @@
 """Data-parallel search: two gloo processes against one process on the same global batches.
 
-BatchNorm statistics are per process (:mod:`applications.nas.distributed`), so the one-process reference
+BatchNorm statistics are per process (:mod:`applications.nas.common.distributed`), so the one-process reference
 is the same search with each batch's two halves normalised separately ("ghost" BatchNorm: the supernet's
 forward applied to each half and the logits concatenated; the mean cross-entropy is then the mean of the
 halves' means). Everything else is the ordinary one-process search: the same streams, weight steps,
@@ -21,9 +21,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from applications.nas.distributed import ONE_PROCESS, DataParallel
-from applications.nas.network import Supernet
-from applications.nas.search_loop import CHECKPOINT, SearchConfig, load_checkpoint, run_search
+from applications.nas.common.distributed import ONE_PROCESS, DataParallel
+from applications.nas.spaces.nb201.network import Supernet
+from applications.nas.searching.loop import CHECKPOINT, SearchConfig, load_checkpoint, run_search
 
 pytestmark = pytest.mark.float32
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from applications.nas.benchmark_table import DEFAULT_TABLE, BenchmarkTable
-from applications.nas.genotype import EDGES, OPERATIONS, ArchStringError, Cell
+from applications.nas.benchmark.table import DEFAULT_TABLE, BenchmarkTable
+from applications.nas.spaces.nb201.genotype import EDGES, OPERATIONS, ArchStringError, Cell
 
 # The NAS application runs in float32; the suite-wide default is float64 for solver tests.
 pytestmark = pytest.mark.float32

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import hypergrad as hg
-from applications.nas.genotype import Cell
-from applications.nas.search import cli as search_cli
-from applications.nas.search_loop import CHECKPOINT, GRADIENT_METHODS, SearchConfig, SearchState, run_search
+from applications.nas.spaces.nb201.genotype import Cell
+from applications.nas.commands.search import cli as search_cli
+from applications.nas.searching.loop import CHECKPOINT, GRADIENT_METHODS, SearchConfig, SearchState, run_search
 
 # The NAS application runs in float32; the suite-wide default is float64 for solver tests.
 pytestmark = pytest.mark.float32
@@ -63,7 +63,7 @@ def test_resumed_search_ends_with_the_result_of_an_uninterrupted_one(
         if epoch == 2:
             raise Interrupted
 
-    from applications.nas.search import build_parser, config_from_args
+    from applications.nas.commands.search import build_parser, config_from_args
 
     config = config_from_args(build_parser().parse_args([*args, "--out", str(tmp_path / "cut")]))
     with pytest.raises(Interrupted):
@@ -110,7 +110,7 @@ def test_a_non_finite_hypergradient_is_reported_with_its_step_and_never_applied(
 
 def test_report_tabulates_searches_and_averages_each_method(tmp_path: Path, tiny_search: list[str],
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from applications.nas.report import cli as report_cli
+    from applications.nas.commands.report import cli as report_cli
 
     for seed in (0, 1):
         assert search_cli([*tiny_search, "--epochs", "1", "--seed", str(seed), "--out", str(tmp_path / str(seed))]) == 0

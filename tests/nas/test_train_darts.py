@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from applications.nas import train
-from applications.nas.darts_genotype import Genotype
-from applications.nas.darts_network import DartsEvalNetwork
+from applications.nas.commands import train
+from applications.nas.spaces.darts.genotype import Genotype
+from applications.nas.retraining.darts import DartsEvalNetwork
 
 pytestmark = pytest.mark.float32
 

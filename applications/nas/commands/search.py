@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from applications.nas.benchmark_table import (
+from applications.nas.benchmark.table import (
     DEFAULT_TABLE,
     TEST_COLUMNS,
     BenchmarkEntry,
@@ -30,7 +30,7 @@ from applications.nas.benchmark_table import (
     TableError,
     lookup_official,
 )
-from applications.nas.cli import (
+from applications.nas.commands.arguments import (
     ArgumentParser,
     existing_dir_text,
     existing_file,
@@ -43,13 +43,13 @@ from applications.nas.cli import (
     run_cli,
     torch_device,
 )
-from applications.nas.data import DATASETS, DataError
-from applications.nas.derive import edge_probabilities
-from applications.nas.distributed import DataParallel
-from applications.nas.genotype import Cell
-from applications.nas.network import ALPHA_NAME
-from applications.nas.plots import draw_cell, plot_alpha_history
-from applications.nas.search_loop import (
+from applications.nas.common.data import DATASETS, DataError
+from applications.nas.spaces.nb201.derive import edge_probabilities
+from applications.nas.common.distributed import DataParallel
+from applications.nas.spaces.nb201.genotype import Cell
+from applications.nas.spaces.nb201.network import ALPHA_NAME
+from applications.nas.commands.plots import draw_cell, plot_alpha_history
+from applications.nas.searching.loop import (
     ALPHA_LR_SCHEDULES,
     METHODS,
     SearchConfig,
@@ -59,7 +59,7 @@ from applications.nas.search_loop import (
     load_checkpoint,
     run_search,
 )
-from applications.nas.spaces import (
+from applications.nas.spaces.registry import (
     NB201,
     SPACES,
     alpha_probabilities,

@@ -21,12 +21,12 @@ The inner objective handed to the library is the training cross-entropy plus the
 applied to the same w*(α) the weight steps approach. Weights and α are the supernet's own parameter
 tensors: the library reads them as dicts (it detaches and never mutates them) and only the α tensors'
 ``.grad`` are written, after the hypergradient has been checked finite. The search space (``--space``)
-decides the supernet and how many α tensors it has (see :mod:`applications.nas.spaces`).
+decides the supernet and how many α tensors it has (see :mod:`applications.nas.spaces.registry`).
 
 Every epoch ends with an atomic checkpoint (model, both optimizers, batch-stream positions, RNG
 states, history), so an interrupted search resumes to exactly the result of an uninterrupted one on CPU.
 
-Under ``torchrun`` the search is data-parallel (:mod:`applications.nas.distributed`): every batch is
+Under ``torchrun`` the search is data-parallel (:mod:`applications.nas.common.distributed`): every batch is
 split over the processes, the weight gradients and the hypergradient are averaged over them, and
 process 0 writes the log and the checkpoints.
 """
@@ -54,11 +54,11 @@ from torch.func import functional_call
 from tqdm import tqdm
 
 import hypergrad as hg
-from applications.nas.data import BatchStream, ImageSet, load_dataset, split_train_val
-from applications.nas.distributed import ONE_PROCESS, DataParallel
-from applications.nas.evaluation import evaluate
-from applications.nas.genotype import EDGES, OPERATIONS, Cell
-from applications.nas.spaces import SPACES, SearchSpace, alpha_probabilities, alpha_to_json, decisive_edges
+from applications.nas.common.data import BatchStream, ImageSet, load_dataset, split_train_val
+from applications.nas.common.distributed import ONE_PROCESS, DataParallel
+from applications.nas.common.evaluation import evaluate
+from applications.nas.spaces.nb201.genotype import EDGES, OPERATIONS, Cell
+from applications.nas.spaces.registry import SPACES, SearchSpace, alpha_probabilities, alpha_to_json, decisive_edges
 
 ALPHA_LR_SCHEDULES = ("constant", "cosine")
 METHODS = ("darts-1st", "darts-2nd", "idarts", "implicit-cg", "implicit-minres", "random-ws")
@@ -78,9 +78,9 @@ class SearchConfig:
     """Everything that determines a search. Defaults are the NAS-Bench-201 / iDARTS paper settings.
 
     Attributes:
-        space: the search space, a key of :data:`applications.nas.spaces.SPACES`.
+        space: the search space, a key of :data:`applications.nas.spaces.registry.SPACES`.
         method: one of :data:`METHODS`.
-        dataset, data_dir, image_size, train_subset: see :func:`applications.nas.data.load_dataset`.
+        dataset, data_dir, image_size, train_subset: see :func:`applications.nas.common.data.load_dataset`.
         channels: C of the supernet.
         cells_per_stage: N, cells per stage of the NAS-Bench-201 supernet.
         layers: L, cells of the DARTS supernet (DARTS CIFAR-10 search: 8).

@@ -7,8 +7,8 @@ Each cell reads the outputs of the two previous cells (``s0``, ``s1``), brings b
 (``FactorizedReduce`` on ``s0`` when the previous cell reduced, so both inputs share one resolution),
 evaluates four intermediate nodes on 14 mixed edges and concatenates them (4C channels out). Normal
 cells share ``alpha_normal``, reduction cells ``alpha_reduce`` (each 14 x 8, see
-:mod:`applications.nas.darts_genotype`); edges leaving the input nodes of a reduction cell have stride 2.
-As in DARTS, every BatchNorm has no affine parameters during search (see :mod:`applications.nas.ops`).
+:mod:`applications.nas.spaces.darts.genotype`); edges leaving the input nodes of a reduction cell have stride 2.
+As in DARTS, every BatchNorm has no affine parameters during search (see :mod:`applications.nas.spaces.nb201.ops`).
 
 Unlike DARTS's code, ``FactorizedReduce`` also accepts odd resolutions (e.g. 7x7 after one reduction of
 a 14x14 image): its shifted half is zero-padded, which changes nothing on even sizes.
@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from applications.nas.darts_genotype import EDGES, NUM_INPUTS, NUM_INTERMEDIATE, OPERATIONS
-from applications.nas.ops import ReLUConvBN, batch_norm
+from applications.nas.spaces.darts.genotype import EDGES, NUM_INPUTS, NUM_INTERMEDIATE, OPERATIONS
+from applications.nas.spaces.nb201.ops import ReLUConvBN, batch_norm
 
 ALPHA_NAMES: tuple[str, str] = ("alpha_normal", "alpha_reduce")
 """Names of the two architecture parameters of :class:`DartsSupernet`; every other parameter is a weight."""
@@ -73,7 +73,7 @@ def make_darts_operation(name: str, channels: int, stride: int, track_running_st
 
     Returns:
         The module, or ``None`` for ``none`` (zero output, left out of mixtures as in
-        :func:`applications.nas.ops.make_operation`).
+        :func:`applications.nas.spaces.nb201.ops.make_operation`).
     """
     if name == "none":
         return None
@@ -99,7 +99,7 @@ class DartsMixedCell(nn.Module):
         channels: C of this cell (its output has ``4 * channels``).
         reduction: whether this cell halves the resolution (stride 2 on edges from the input nodes).
         reduction_prev: whether the previous cell did, so ``s0`` is at twice the resolution of ``s1``.
-        track_running_stats: see :func:`applications.nas.ops.batch_norm`.
+        track_running_stats: see :func:`applications.nas.spaces.nb201.ops.batch_norm`.
     """
 
     def __init__(self, c_prev_prev: int, c_prev: int, channels: int, reduction: bool, reduction_prev: bool,

@@ -13,9 +13,9 @@ import importlib.util
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from applications.nas.genotype import ArchStringError, Cell
+from applications.nas.spaces.nb201.genotype import ArchStringError, Cell
 
-DEFAULT_TABLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nb201" / "nb201_accuracy.csv"
+DEFAULT_TABLE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "nb201" / "nb201_accuracy.csv"
 """The compact table shipped beside the repository (``../shared/data/nb201/nb201_accuracy.csv``)."""
 
 ACCURACY_COLUMNS = ("cifar10_valid", "cifar10_test", "cifar100_test", "imagenet16_120_test")

@@ -13,9 +13,9 @@ import json
 import sys
 from collections.abc import Sequence
 
-from applications.nas.benchmark_table import DEFAULT_TABLE, BenchmarkTable, TableError, lookup_official
-from applications.nas.cli import ArgumentParser, arch_string, existing_file, nonnegative_int, run_cli
-from applications.nas.genotype import ArchStringError, Cell
+from applications.nas.benchmark.table import DEFAULT_TABLE, BenchmarkTable, TableError, lookup_official
+from applications.nas.commands.arguments import ArgumentParser, arch_string, existing_file, nonnegative_int, run_cli
+from applications.nas.spaces.nb201.genotype import ArchStringError, Cell
 
 NOT_FOUND = 1
 

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from applications.nas.benchmark_table import DEFAULT_TABLE, TEST_COLUMNS, BenchmarkTable, TableError, expected_best_of
-from applications.nas.cli import ArgumentParser, existing_file, existing_path, output_file, run_cli
-from applications.nas.genotype import OPERATIONS
+from applications.nas.benchmark.table import DEFAULT_TABLE, TEST_COLUMNS, BenchmarkTable, TableError, expected_best_of
+from applications.nas.commands.arguments import ArgumentParser, existing_file, existing_path, output_file, run_cli
+from applications.nas.spaces.nb201.genotype import OPERATIONS
 
 _SHORT = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "c1", "nor_conv_3x3": "c3", "avg_pool_3x3": "pool"}
 _SKIP = OPERATIONS.index("skip_connect")
@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(random_baseline_table(table))
     if args.collapse_plot is not None:
-        from applications.nas.plots import plot_collapse  # matplotlib only when a plot is asked for
+        from applications.nas.commands.plots import plot_collapse  # matplotlib only when a plot is asked for
 
         runs: dict[str, list[tuple[int, list[dict[str, Any]]]]] = {}
         for file, r in results:

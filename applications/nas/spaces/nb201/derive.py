@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from applications.nas.genotype import EDGES, OPERATIONS, Cell
+from applications.nas.spaces.nb201.genotype import EDGES, OPERATIONS, Cell
 
 
 def edge_probabilities(alpha: torch.Tensor) -> torch.Tensor:

@@ -4,13 +4,13 @@
     resolution halved) -> global average pool -> linear
     auxiliary head on the output of cell 2L//3 (training only)
 
-Each cell has the structure of :class:`~applications.nas.darts_space.DartsMixedCell` with one operation
+Each cell has the structure of :class:`~applications.nas.spaces.darts.supernet.DartsMixedCell` with one operation
 per kept edge instead of a mixture: node ``j`` sums the two operations the genotype lists for it, and
 the cell concatenates the nodes in the genotype's ``concat``. As in DARTS's evaluation network
 (Liu et al., ICLR 2019), BatchNorm is affine, pooling is not followed by BatchNorm, and during training
 each non-identity operation is dropped per sample with probability ``drop_path_prob`` (drop-path,
 rescaled by 1/(1−p)). The operations themselves are built by
-:func:`~applications.nas.darts_space.make_darts_operation`.
+:func:`~applications.nas.spaces.darts.supernet.make_darts_operation`.
 
 The auxiliary head follows DARTS's (ReLU, pool, 1x1 conv to 128, BN, ReLU, 2x2 conv to 768, BN, ReLU,
 linear) except that it pools adaptively to 2x2 instead of with a fixed 5x5 window at stride 3, which
@@ -22,9 +22,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from applications.nas.darts_genotype import NUM_INPUTS, CellGenes, Genotype
-from applications.nas.darts_space import FactorizedReduce, make_darts_operation
-from applications.nas.ops import ReLUConvBN
+from applications.nas.spaces.darts.genotype import NUM_INPUTS, CellGenes, Genotype
+from applications.nas.spaces.darts.supernet import FactorizedReduce, make_darts_operation
+from applications.nas.spaces.nb201.ops import ReLUConvBN
 
 
 def _affine(module: nn.Module) -> nn.Module:
@@ -123,7 +123,7 @@ class DartsEvalNetwork(nn.Module):
         stem_multiplier: the stem has ``stem_multiplier * channels`` channels (DARTS: 3).
 
     Example:
-        >>> from applications.nas.darts_genotype import derive_genotype
+        >>> from applications.nas.spaces.darts.genotype import derive_genotype
         >>> net = DartsEvalNetwork(derive_genotype(torch.zeros(14, 8), torch.zeros(14, 8)), 4, 3, 1, 10).eval()
         >>> net(torch.zeros(2, 1, 8, 8)).shape
         torch.Size([2, 10])

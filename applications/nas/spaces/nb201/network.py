@@ -14,9 +14,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from applications.nas.cell import FixedCell, MixedCell
-from applications.nas.genotype import EDGES, OPERATIONS, Cell
-from applications.nas.ops import ResidualReduction, batch_norm
+from applications.nas.spaces.nb201.cell import FixedCell, MixedCell
+from applications.nas.spaces.nb201.genotype import EDGES, OPERATIONS, Cell
+from applications.nas.spaces.nb201.ops import ResidualReduction, batch_norm
 
 ALPHA_NAME = "alpha"
 """Name of the architecture parameter in :class:`Supernet`; every other parameter is a weight."""
@@ -57,7 +57,7 @@ class _MacroNetwork(nn.Module):
 class Supernet(_MacroNetwork):
     """The search network: every cell a :class:`MixedCell`, all driven by one ``alpha``.
 
-    ``alpha`` has shape ``(6, 5)`` (edges x operations, see :mod:`applications.nas.genotype`) and is
+    ``alpha`` has shape ``(6, 5)`` (edges x operations, see :mod:`applications.nas.spaces.nb201.genotype`) and is
     initialised at 1e-3 x N(0, 1) as in NAS-Bench-201. Split the parameters with :meth:`split_parameters`
     and evaluate on parameter dicts with ``torch.func.functional_call(net, (weights, alphas), x)``.
 

@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from applications.nas import darts_genotype, genotype
-from applications.nas.darts_genotype import Genotype, derive_genotype
-from applications.nas.darts_space import DartsSupernet
-from applications.nas.derive import derive_cell, edge_probabilities, format_alpha_table
-from applications.nas.genotype import Cell
-from applications.nas.network import ALPHA_NAME, Supernet
+from applications.nas.spaces.darts import genotype as darts_genotype
+from applications.nas.spaces.nb201 import genotype
+from applications.nas.spaces.darts.genotype import Genotype, derive_genotype
+from applications.nas.spaces.darts.supernet import DartsSupernet
+from applications.nas.spaces.nb201.derive import derive_cell, edge_probabilities, format_alpha_table
+from applications.nas.spaces.nb201.genotype import Cell
+from applications.nas.spaces.nb201.network import ALPHA_NAME, Supernet
 
 if TYPE_CHECKING:
-    from applications.nas.search_loop import SearchConfig
+    from applications.nas.searching.loop import SearchConfig
 
 
 class Architecture(Protocol):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from applications.nas.data import ImageSet
+from applications.nas.common.data import ImageSet
 
 _EVAL_BATCH = 256
 

@@ -23,7 +23,7 @@ from applications.cli_checks import (
     positive_int,
     torch_device,
 )
-from applications.nas.genotype import ArchStringError, Cell
+from applications.nas.spaces.nb201.genotype import ArchStringError, Cell
 
 __all__ = [
     "USAGE_ERROR", "ArgumentParser", "arch_string", "existing_dir", "existing_dir_text", "existing_file",

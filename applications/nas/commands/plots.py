@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only: searches run on headless machines
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
-from applications.nas.genotype import EDGES, NUM_NODES, OPERATIONS, Cell  # noqa: E402
+from applications.nas.spaces.nb201.genotype import EDGES, NUM_NODES, OPERATIONS, Cell  # noqa: E402
 
 _COLOURS = dict(zip(OPERATIONS, ("#9e9e9e", "#1f77b4", "#2ca02c", "#d62728", "#ff7f0e")))
 

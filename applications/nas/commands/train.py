@@ -7,10 +7,10 @@
         --dataset cifar10 --data-dir data --device cuda --out runs/darts-eval     (DARTS's CIFAR-10 evaluation)
 
 A NAS-Bench-201 cell (``--arch``, or a search's ``result.json`` whose ``arch`` is one) is trained in the
-NAS-Bench-201 macro skeleton (:class:`~applications.nas.network.DerivedNetwork`) with SGD, Nesterov
+NAS-Bench-201 macro skeleton (:class:`~applications.nas.spaces.nb201.network.DerivedNetwork`) with SGD, Nesterov
 momentum 0.9, cosine schedule, as NAS-Bench-201 trains its cells. A DARTS genotype (``--genotype``, or a
 ``result.json`` of a ``--space darts`` search) is trained in DARTS's evaluation network
-(:class:`~applications.nas.darts_network.DartsEvalNetwork`: stacked cells, reductions at 1/3 and 2/3,
+(:class:`~applications.nas.retraining.darts.DartsEvalNetwork`: stacked cells, reductions at 1/3 and 2/3,
 auxiliary head, drop-path rising linearly to its final value, cutout, cosine schedule, gradient clipping).
 The defaults are sized for a small CPU; ``--preset darts-paper`` is DARTS's CIFAR-10 setting (36 channels,
 20 cells, batch 96, 600 epochs, lr 0.025, weight decay 3e-4, auxiliary weight 0.4, drop-path 0.2,
@@ -19,7 +19,7 @@ cutout 16, crop and flip), for a GPU. Evaluation: the official test set where th
 
 Every epoch ends with an atomic ``checkpoint.pt`` in ``--out``; ``--resume DIR`` continues from it. The
 result goes to ``train_result.json`` (not ``result.json``, so that ``--out`` may be the search's folder).
-Under ``torchrun`` training is data-parallel (:mod:`applications.nas.distributed`); process 0 writes.
+Under ``torchrun`` training is data-parallel (:mod:`applications.nas.common.distributed`); process 0 writes.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from applications.nas.cli import (
+from applications.nas.commands.arguments import (
     ArgumentParser,
     arch_string,
     existing_dir,
@@ -55,14 +55,14 @@ from applications.nas.cli import (
     run_cli,
     torch_device,
 )
-from applications.nas.darts_genotype import Genotype, GenotypeError
-from applications.nas.darts_network import DartsEvalNetwork
-from applications.nas.data import DATASETS, BatchStream, DataError, load_dataset, split_train_val
-from applications.nas.distributed import DataParallel
-from applications.nas.evaluation import evaluate
-from applications.nas.genotype import ArchStringError, Cell
-from applications.nas.network import DerivedNetwork
-from applications.nas.search_loop import atomic_write_bytes, atomic_write_text
+from applications.nas.spaces.darts.genotype import Genotype, GenotypeError
+from applications.nas.retraining.darts import DartsEvalNetwork
+from applications.nas.common.data import DATASETS, BatchStream, DataError, load_dataset, split_train_val
+from applications.nas.common.distributed import DataParallel
+from applications.nas.common.evaluation import evaluate
+from applications.nas.spaces.nb201.genotype import ArchStringError, Cell
+from applications.nas.spaces.nb201.network import DerivedNetwork
+from applications.nas.searching.loop import atomic_write_bytes, atomic_write_text
 
 CHECKPOINT = "checkpoint.pt"
 RESULT = "train_result.json"

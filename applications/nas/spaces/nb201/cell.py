@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from applications.nas.genotype import EDGES, NUM_NODES, OPERATIONS, Cell
-from applications.nas.ops import make_operation
+from applications.nas.spaces.nb201.genotype import EDGES, NUM_NODES, OPERATIONS, Cell
+from applications.nas.spaces.nb201.ops import make_operation
 
 
 def _run_cell(x: torch.Tensor, edge_outputs) -> torch.Tensor:  # type: ignore[no-untyped-def]
