@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -22,8 +22,21 @@ from applications.nas.spaces.nb201.derive import derive_cell, edge_probabilities
 from applications.nas.spaces.nb201.genotype import Cell
 from applications.nas.spaces.nb201.network import ALPHA_NAME, Supernet
 
-if TYPE_CHECKING:
-    from applications.nas.searching.loop import SearchConfig
+class SupernetSettings(Protocol):
+    """The settings a space builds its supernet from; a search's
+    :class:`~applications.nas.searching.config.SearchConfig` has them (the spaces do not import it)."""
+
+    @property
+    def channels(self) -> int: ...
+
+    @property
+    def cells_per_stage(self) -> int: ...
+
+    @property
+    def layers(self) -> int: ...
+
+    @property
+    def track_bn_stats(self) -> bool: ...
 
 
 class Architecture(Protocol):
@@ -40,7 +53,7 @@ class SearchSpace:
         name: the ``--space`` value.
         title: a human name for messages.
         operations, edges: column and row labels of each α tensor.
-        build_supernet: ``(config, in_channels, num_classes)`` -> the search network, whose
+        build_supernet: ``(settings, in_channels, num_classes)`` -> the search network, whose
             ``split_parameters()`` gives ``(weights, alphas)``.
         derive: ``(alphas, exclude_none)`` -> the discrete architecture.
         derivation: ``exclude_none`` -> a one-line description of how :attr:`derive` chooses.
@@ -51,7 +64,7 @@ class SearchSpace:
     title: str
     operations: tuple[str, ...]
     edges: tuple[tuple[int, int], ...]
-    build_supernet: Callable[[SearchConfig, int, int], Supernet | DartsSupernet]
+    build_supernet: Callable[[SupernetSettings, int, int], Supernet | DartsSupernet]
     derive: Callable[[Mapping[str, torch.Tensor], bool], Architecture]
     derivation: Callable[[bool], str]
     parse: Callable[[str], Architecture]
