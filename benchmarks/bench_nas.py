@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from applications.nas.common.data import load_dataset, split_train_val
 from applications.nas.commands.search import PRESETS
-from applications.nas.searching.loop import GRADIENT_METHODS, SearchConfig, _Search
+from applications.nas.common.data import load_dataset, split_train_val
+from applications.nas.searching.config import GRADIENT_METHODS, SearchConfig
+from applications.nas.searching.loop import _Search
 
 ROUNDS = 8
 RESULTS: dict[str, dict[str, float]] = {}

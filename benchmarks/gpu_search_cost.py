@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from applications.nas.common.data import ImageSet
-from applications.nas.searching.loop import SearchConfig, _Search
+from applications.nas.searching.config import SearchConfig
+from applications.nas.searching.loop import _Search
 
 STEPS_PER_EPOCH = 25_000 // 64
 REPORTED = {"darts-1st": 10_890.0, "darts-2nd": 29_902.0}  # NAS-Bench-201 paper, search seconds on its GPU

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from applications.nas.benchmark.table import DEFAULT_TABLE, BenchmarkTable, TableError, lookup_official
-from applications.nas.spaces.nb201.genotype import Cell
 from applications.nas.commands.lookup import cli as lookup_cli
+from applications.nas.spaces.nb201.genotype import Cell
 
 pytestmark = [pytest.mark.float32, pytest.mark.skipif(not DEFAULT_TABLE.is_file(), reason="NAS-Bench-201 table not present")]
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from applications.nas.commands.search import cli as search_cli
+from applications.nas.common.data import load_dataset, split_train_val
+from applications.nas.searching.config import GRADIENT_METHODS, SearchConfig
+from applications.nas.searching.loop import CHECKPOINT, _Search
 from applications.nas.spaces.darts.genotype import EDGES, OPERATIONS, Genotype, GenotypeError, derive_genotype
 from applications.nas.spaces.darts.supernet import ALPHA_NAMES, DartsMixedCell, DartsSupernet
-from applications.nas.common.data import load_dataset, split_train_val
-from applications.nas.commands.search import cli as search_cli
-from applications.nas.searching.loop import CHECKPOINT, GRADIENT_METHODS, SearchConfig, _Search
 
 # The NAS application runs in float32; the suite-wide default is float64 for solver tests.
 pytestmark = pytest.mark.float32

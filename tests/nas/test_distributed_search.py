@@ -22,8 +22,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from applications.nas.common.distributed import ONE_PROCESS, DataParallel
+from applications.nas.searching.config import SearchConfig
+from applications.nas.searching.loop import CHECKPOINT, load_checkpoint, run_search
 from applications.nas.spaces.nb201.network import Supernet
-from applications.nas.searching.loop import CHECKPOINT, SearchConfig, load_checkpoint, run_search
 
 pytestmark = pytest.mark.float32
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import hypergrad as hg
-from applications.nas.spaces.nb201.genotype import Cell
 from applications.nas.commands.search import cli as search_cli
-from applications.nas.searching.loop import CHECKPOINT, GRADIENT_METHODS, SearchConfig, SearchState, run_search
+from applications.nas.searching.config import GRADIENT_METHODS, SearchConfig
+from applications.nas.searching.loop import CHECKPOINT, SearchState, run_search
+from applications.nas.spaces.nb201.genotype import Cell
 
 # The NAS application runs in float32; the suite-wide default is float64 for solver tests.
 pytestmark = pytest.mark.float32

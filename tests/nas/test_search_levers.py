@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from applications.nas.benchmark.table import DEFAULT_TABLE, BenchmarkTable, expected_best_of
-from applications.nas.spaces.nb201.genotype import OPERATIONS, Cell
-from applications.nas.spaces.nb201.network import Supernet
 from applications.nas.commands.report import cli as report_cli
 from applications.nas.commands.report import skip_share
 from applications.nas.commands.search import cli as search_cli
-from applications.nas.searching.loop import SearchConfig, SearchConfigError
+from applications.nas.searching.config import SearchConfig, SearchConfigError
+from applications.nas.spaces.nb201.genotype import OPERATIONS, Cell
+from applications.nas.spaces.nb201.network import Supernet
 
 pytestmark = pytest.mark.float32
 needs_table = pytest.mark.skipif(not DEFAULT_TABLE.is_file(), reason="NAS-Bench-201 table not present")

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from applications.nas.commands import train
-from applications.nas.spaces.darts.genotype import Genotype
 from applications.nas.retraining.darts import DartsEvalNetwork
+from applications.nas.spaces.darts.genotype import Genotype
 
 pytestmark = pytest.mark.float32
 

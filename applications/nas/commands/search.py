@@ -43,22 +43,15 @@ from applications.nas.commands.arguments import (
     run_cli,
     torch_device,
 )
+from applications.nas.commands.plots import draw_cell, plot_alpha_history
 from applications.nas.common.data import DATASETS, DataError
-from applications.nas.spaces.nb201.derive import edge_probabilities
 from applications.nas.common.distributed import DataParallel
+from applications.nas.common.files import atomic_write_text
+from applications.nas.searching.config import ALPHA_LR_SCHEDULES, METHODS, SearchConfig, SearchConfigError
+from applications.nas.searching.loop import SearchState, load_checkpoint, run_search
+from applications.nas.spaces.nb201.derive import edge_probabilities
 from applications.nas.spaces.nb201.genotype import Cell
 from applications.nas.spaces.nb201.network import ALPHA_NAME
-from applications.nas.commands.plots import draw_cell, plot_alpha_history
-from applications.nas.searching.loop import (
-    ALPHA_LR_SCHEDULES,
-    METHODS,
-    SearchConfig,
-    SearchConfigError,
-    SearchState,
-    atomic_write_text,
-    load_checkpoint,
-    run_search,
-)
 from applications.nas.spaces.registry import (
     NB201,
     SPACES,

@@ -55,14 +55,14 @@ from applications.nas.commands.arguments import (
     run_cli,
     torch_device,
 )
-from applications.nas.spaces.darts.genotype import Genotype, GenotypeError
-from applications.nas.retraining.darts import DartsEvalNetwork
 from applications.nas.common.data import DATASETS, BatchStream, DataError, load_dataset, split_train_val
 from applications.nas.common.distributed import DataParallel
 from applications.nas.common.evaluation import evaluate
+from applications.nas.common.files import atomic_write_bytes, atomic_write_text
+from applications.nas.retraining.darts import DartsEvalNetwork
+from applications.nas.spaces.darts.genotype import Genotype, GenotypeError
 from applications.nas.spaces.nb201.genotype import ArchStringError, Cell
 from applications.nas.spaces.nb201.network import DerivedNetwork
-from applications.nas.searching.loop import atomic_write_bytes, atomic_write_text
 
 CHECKPOINT = "checkpoint.pt"
 RESULT = "train_result.json"

@@ -1,7 +1,9 @@
 """The architecture search loop shared by every hypergradient method.
 
 One iteration: ``T`` SGD steps on the weights w (training half), then one Adam step on α with the
-hypergradient of the validation loss, computed by the core library:
+hypergradient of the validation loss, computed by the core library with the estimator of the method
+(:mod:`applications.nas.searching.estimators`; the settings are a
+:class:`~applications.nas.searching.config.SearchConfig`):
 
 * ``darts-1st``: ∂_αF only (``FirstOrder``).
 * ``darts-2nd``: one virtual SGD step of size ξ = the current weight lr, mixed term by central
@@ -37,12 +39,11 @@ import contextlib
 import functools
 import json
 import math
-import os
 import random
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,139 +58,15 @@ import hypergrad as hg
 from applications.nas.common.data import BatchStream, ImageSet, load_dataset, split_train_val
 from applications.nas.common.distributed import ONE_PROCESS, DataParallel
 from applications.nas.common.evaluation import evaluate
+from applications.nas.common.files import atomic_write_bytes, atomic_write_text
+from applications.nas.searching.config import GRADIENT_METHODS, SearchConfig
+from applications.nas.searching.estimators import estimator
 from applications.nas.spaces.nb201.genotype import EDGES, OPERATIONS, Cell
-from applications.nas.spaces.registry import SPACES, SearchSpace, alpha_probabilities, alpha_to_json, decisive_edges
+from applications.nas.spaces.registry import SearchSpace, alpha_probabilities, alpha_to_json, decisive_edges
 
-ALPHA_LR_SCHEDULES = ("constant", "cosine")
-METHODS = ("darts-1st", "darts-2nd", "idarts", "implicit-cg", "implicit-minres", "random-ws")
-GRADIENT_METHODS = METHODS[:-1]
-"""The methods that move α by a hypergradient; ``random-ws`` samples cells instead."""
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 _CHECKPOINT_VERSION = 2  # 2: the space is in the config, α is a dict of tensors
-
-
-class SearchConfigError(ValueError):
-    """A search setting out of range; the message names the setting and what it accepts."""
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """Everything that determines a search. Defaults are the NAS-Bench-201 / iDARTS paper settings.
-
-    Attributes:
-        space: the search space, a key of :data:`applications.nas.spaces.registry.SPACES`.
-        method: one of :data:`METHODS`.
-        dataset, data_dir, image_size, train_subset: see :func:`applications.nas.common.data.load_dataset`.
-        channels: C of the supernet.
-        cells_per_stage: N, cells per stage of the NAS-Bench-201 supernet.
-        layers: L, cells of the DARTS supernet (DARTS CIFAR-10 search: 8).
-        epochs, batch_size, seed: as usual; the seed fixes initialisation, split and batch order.
-        w_lr, w_lr_min, w_momentum, w_weight_decay, grad_clip: weight SGD (Nesterov), cosine lr per epoch.
-        alpha_lr, alpha_beta1, alpha_beta2, alpha_weight_decay: the Adam optimizer of α.
-        alpha_lr_schedule: ``constant`` (the paper) or ``cosine`` (from ``alpha_lr`` at epoch 0 towards 0,
-            one value per epoch, so that α settles before the cell is derived).
-        inner_steps: T, weight steps per architecture step.
-        warmup_epochs: epochs of weight steps only, before α starts to move (the paper: 0).
-        rsws_candidates: cells that ``random-ws`` samples and scores at the end of its training.
-        neumann_terms: K, Hessian terms of the iDARTS series (K HVPs).
-        share_batch: iDARTS evaluates the mixed product on its last Hessian term's batch (one graph fewer
-            per step; see ``hg.StochasticNeumann``).
-        solver_max_iter, solver_tol, solver_damping: the Krylov solve of ``implicit-cg`` and ``implicit-minres``.
-        track_bn_stats: BatchNorm keeps running statistics (else it always normalises by the batch).
-        augment: random crop and flip on training batches.
-        device: torch device string.
-    """
-
-    space: str = "nb201"
-    method: str = "idarts"
-    dataset: str = "mnist5k"
-    data_dir: str | None = None
-    image_size: int | None = None
-    train_subset: int | None = None
-    channels: int = 16
-    cells_per_stage: int = 5
-    layers: int = 8
-    epochs: int = 50
-    batch_size: int = 64
-    seed: int = 0
-    w_lr: float = 0.025
-    w_lr_min: float = 0.001
-    w_momentum: float = 0.9
-    w_weight_decay: float = 5e-4
-    grad_clip: float = 5.0
-    alpha_lr: float = 3e-4
-    alpha_beta1: float = 0.5
-    alpha_beta2: float = 0.999
-    alpha_weight_decay: float = 1e-3
-    alpha_lr_schedule: str = "constant"
-    inner_steps: int = 1
-    warmup_epochs: int = 0
-    rsws_candidates: int = 100
-    neumann_terms: int = 2
-    share_batch: bool = False
-    solver_max_iter: int = 5
-    solver_tol: float = 1e-2
-    solver_damping: float = 0.1
-    track_bn_stats: bool = False
-    augment: bool = False
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.space not in SPACES:
-            raise SearchConfigError(f"space {self.space!r} is unknown; expected one of {', '.join(SPACES)}")
-        if self.method not in METHODS:
-            raise SearchConfigError(f"method {self.method!r} is unknown; expected one of {', '.join(METHODS)}")
-        positive_ints = ("channels", "cells_per_stage", "layers", "epochs", "batch_size", "inner_steps", "solver_max_iter",
-                         "rsws_candidates")
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise SearchConfigError(f"{name} = {value!r}; expected an integer >= 1")
-        if self.method == "random-ws" and self.space != "nb201":
-            raise SearchConfigError(f"method random-ws samples NAS-Bench-201 cells; it does not run in --space {self.space}")
-        if self.layers < 3:
-            raise SearchConfigError(f"layers = {self.layers}; expected an integer >= 3 (a DARTS network needs "
-                                    "a normal cell and two reduction cells)")
-        if not isinstance(self.neumann_terms, int) or self.neumann_terms < 0:
-            raise SearchConfigError(f"neumann_terms = {self.neumann_terms!r}; expected an integer >= 0")
-        if not isinstance(self.warmup_epochs, int) or not 0 <= self.warmup_epochs < self.epochs:
-            raise SearchConfigError(f"warmup_epochs = {self.warmup_epochs!r}; expected an integer in 0..{self.epochs - 1} "
-                                    f"(fewer than the {self.epochs} epochs, so that α moves at all)")
-        for name in ("w_lr", "alpha_lr", "grad_clip"):
-            if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
-                raise SearchConfigError(f"{name} = {getattr(self, name)!r}; expected a finite number > 0")
-        nonnegative = ("w_lr_min", "w_weight_decay", "alpha_weight_decay", "solver_tol", "solver_damping", "w_momentum")
-        for name in nonnegative:
-            if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
-                raise SearchConfigError(f"{name} = {getattr(self, name)!r}; expected a finite number >= 0")
-        if self.alpha_lr_schedule not in ALPHA_LR_SCHEDULES:
-            raise SearchConfigError(f"alpha_lr_schedule = {self.alpha_lr_schedule!r}; expected one of "
-                                    f"{', '.join(ALPHA_LR_SCHEDULES)}")
-        for name in ("alpha_beta1", "alpha_beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise SearchConfigError(f"{name} = {getattr(self, name)!r}; expected a number in [0, 1)")
-        if self.image_size is not None and self.image_size < 4:
-            raise SearchConfigError(f"image_size = {self.image_size}; expected at least 4 pixels")
-
-    @property
-    def search_space(self) -> SearchSpace:
-        return SPACES[self.space]
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SearchConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    def weight_lr(self, epoch: int) -> float:
-        """Cosine schedule from ``w_lr`` at epoch 0 towards ``w_lr_min`` (one value per epoch)."""
-        return self.w_lr_min + 0.5 * (self.w_lr - self.w_lr_min) * (1 + math.cos(math.pi * epoch / self.epochs))
-
-    def arch_lr(self, epoch: int) -> float:
-        """α's learning rate in ``epoch``: ``alpha_lr``, or its cosine schedule towards 0."""
-        if self.alpha_lr_schedule == "constant":
-            return self.alpha_lr
-        return 0.5 * self.alpha_lr * (1 + math.cos(math.pi * epoch / self.epochs))
 
 
 @dataclass
@@ -207,19 +84,6 @@ class SearchState:
 
 
 EpochCallback = Callable[[int, SearchState], None]
-
-
-def estimator(config: SearchConfig, lr: float) -> object:
-    """The ``hypergrad`` method object of ``config.method`` at the current weight learning rate."""
-    if config.method == "darts-1st":
-        return hg.FirstOrder()
-    if config.method == "darts-2nd":
-        return hg.OneStep(lr=lr, finite_difference=True)
-    if config.method == "idarts":
-        return hg.StochasticNeumann(terms=config.neumann_terms, lr=lr, share_batch=config.share_batch)
-    if config.method == "implicit-minres":
-        return hg.MINRES(max_iter=config.solver_max_iter, tol=config.solver_tol, damping=config.solver_damping)
-    return hg.CG(max_iter=config.solver_max_iter, tol=config.solver_tol, damping=config.solver_damping)
 
 
 @contextlib.contextmanager
@@ -380,20 +244,6 @@ def select_by_weight_sharing(search: _Search, val: ImageSet, candidates: int) ->
     best = max(scored, key=lambda arch: scored[arch])
     return {"arch": best, "val_acc": scored[best], "candidates": candidates, "distinct_cells": len(scored),
             "median_candidate_val_acc": float(np.median(list(scored.values())))}
-
-
-def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
-    """Writes ``path`` through a temporary file in the same folder and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
 
 
 def load_checkpoint(out_dir: Path) -> dict[str, Any]:

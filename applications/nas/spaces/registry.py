@@ -15,12 +15,13 @@ from typing import Any, Protocol
 import torch
 
 from applications.nas.spaces.darts import genotype as darts_genotype
-from applications.nas.spaces.nb201 import genotype
 from applications.nas.spaces.darts.genotype import Genotype, derive_genotype
 from applications.nas.spaces.darts.supernet import DartsSupernet
+from applications.nas.spaces.nb201 import genotype
 from applications.nas.spaces.nb201.derive import derive_cell, edge_probabilities, format_alpha_table
 from applications.nas.spaces.nb201.genotype import Cell
 from applications.nas.spaces.nb201.network import ALPHA_NAME, Supernet
+
 
 class SupernetSettings(Protocol):
     """The settings a space builds its supernet from; a search's
