@@ -6,11 +6,12 @@ from torch.func import functional_call
 
 import hypergrad as hg
 from applications.nas.common.data import load_dataset, split_train_val
+from applications.nas.retraining.nb201 import DerivedNetwork
 from applications.nas.searching.config import GRADIENT_METHODS, SearchConfig
 from applications.nas.searching.loop import _Search
 from applications.nas.spaces.nb201.cell import FixedCell, MixedCell
 from applications.nas.spaces.nb201.genotype import OPERATIONS, Cell
-from applications.nas.spaces.nb201.network import ALPHA_NAME, DerivedNetwork, Supernet
+from applications.nas.spaces.nb201.network import ALPHA_NAME, Supernet
 
 # The NAS application runs in float32; the suite-wide default is float64 for solver tests.
 pytestmark = pytest.mark.float32

@@ -7,7 +7,7 @@
         --dataset cifar10 --data-dir data --device cuda --out runs/darts-eval     (DARTS's CIFAR-10 evaluation)
 
 A NAS-Bench-201 cell (``--arch``, or a search's ``result.json`` whose ``arch`` is one) is trained in the
-NAS-Bench-201 macro skeleton (:class:`~applications.nas.spaces.nb201.network.DerivedNetwork`) with SGD, Nesterov
+NAS-Bench-201 macro skeleton (:class:`~applications.nas.retraining.nb201.DerivedNetwork`) with SGD, Nesterov
 momentum 0.9, cosine schedule, as NAS-Bench-201 trains its cells. A DARTS genotype (``--genotype``, or a
 ``result.json`` of a ``--space darts`` search) is trained in DARTS's evaluation network
 (:class:`~applications.nas.retraining.darts.DartsEvalNetwork`: stacked cells, reductions at 1/3 and 2/3,
@@ -60,9 +60,9 @@ from applications.nas.common.distributed import DataParallel
 from applications.nas.common.evaluation import evaluate
 from applications.nas.common.files import atomic_write_bytes, atomic_write_text
 from applications.nas.retraining.darts import DartsEvalNetwork
+from applications.nas.retraining.nb201 import DerivedNetwork
 from applications.nas.spaces.darts.genotype import Genotype, GenotypeError
 from applications.nas.spaces.nb201.genotype import ArchStringError, Cell
-from applications.nas.spaces.nb201.network import DerivedNetwork
 
 CHECKPOINT = "checkpoint.pt"
 RESULT = "train_result.json"

@@ -10,7 +10,7 @@ the cell concatenates the nodes in the genotype's ``concat``. As in DARTS's eval
 (Liu et al., ICLR 2019), BatchNorm is affine, pooling is not followed by BatchNorm, and during training
 each non-identity operation is dropped per sample with probability ``drop_path_prob`` (drop-path,
 rescaled by 1/(1−p)). The operations themselves are built by
-:func:`~applications.nas.spaces.darts.supernet.make_darts_operation`.
+:func:`~applications.nas.spaces.darts.ops.make_darts_operation`.
 
 The auxiliary head follows DARTS's (ReLU, pool, 1x1 conv to 128, BN, ReLU, 2x2 conv to 768, BN, ReLU,
 linear) except that it pools adaptively to 2x2 instead of with a fixed 5x5 window at stride 3, which
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from applications.nas.spaces.darts.genotype import NUM_INPUTS, CellGenes, Genotype
-from applications.nas.spaces.darts.supernet import FactorizedReduce, make_darts_operation
+from applications.nas.spaces.darts.ops import FactorizedReduce, make_darts_operation
 from applications.nas.spaces.nb201.ops import ReLUConvBN
 
 

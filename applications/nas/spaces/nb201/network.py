@@ -4,7 +4,7 @@
     -> BN + ReLU -> global average pool -> linear
 
 :class:`Supernet` fills it with mixed cells sharing one architecture parameter ``alpha``;
-:class:`DerivedNetwork` with copies of one fixed cell, for retraining.
+:class:`~applications.nas.retraining.nb201.DerivedNetwork` with copies of one fixed cell, for retraining.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from applications.nas.spaces.nb201.cell import FixedCell, MixedCell
+from applications.nas.spaces.nb201.cell import MixedCell
 from applications.nas.spaces.nb201.genotype import EDGES, OPERATIONS, Cell
 from applications.nas.spaces.nb201.ops import ResidualReduction, batch_norm
 
@@ -22,7 +22,9 @@ ALPHA_NAME = "alpha"
 """Name of the architecture parameter in :class:`Supernet`; every other parameter is a weight."""
 
 
-class _MacroNetwork(nn.Module):
+class MacroNetwork(nn.Module):
+    """The skeleton above, with the cell of each position made by ``make_cell(width)``."""
+
     def __init__(
         self,
         make_cell: Callable[[int], nn.Module],
@@ -54,7 +56,7 @@ class _MacroNetwork(nn.Module):
         return self.classifier(x)
 
 
-class Supernet(_MacroNetwork):
+class Supernet(MacroNetwork):
     """The search network: every cell a :class:`MixedCell`, all driven by one ``alpha``.
 
     ``alpha`` has shape ``(6, 5)`` (edges x operations, see :mod:`applications.nas.spaces.nb201.genotype`) and is
@@ -105,28 +107,3 @@ class Supernet(_MacroNetwork):
         """The network's own parameter tensors as ``(weights, alphas)`` dicts (no copies)."""
         weights = {name: p for name, p in self.named_parameters() if name != ALPHA_NAME}
         return weights, {ALPHA_NAME: self.alpha}
-
-
-class DerivedNetwork(_MacroNetwork):
-    """The same macro network with one fixed cell repeated, trained from scratch after the search."""
-
-    def __init__(
-        self,
-        cell: Cell,
-        channels: int = 16,
-        cells_per_stage: int = 5,
-        in_channels: int = 3,
-        num_classes: int = 10,
-        track_running_stats: bool = True,
-    ) -> None:
-        super().__init__(
-            lambda width: FixedCell(cell, width, track_running_stats),
-            channels,
-            cells_per_stage,
-            in_channels,
-            num_classes,
-            track_running_stats,
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._forward(x, lambda layer, h: layer(h))
