@@ -35,6 +35,19 @@ def _step(obj: object, value: Any) -> None:
     _nonnegative(obj, "lr", value, strict=True)
 
 
+def _iterations(obj: Any) -> None:
+    """The stopping fields of an iterative solver: ``max_iter`` (an integer >= 1) and ``tol`` (finite, >= 0)."""
+    _positive_int(obj, "max_iter", obj.max_iter)
+    _nonnegative(obj, "tol", obj.tol)
+
+
+def _products(obj: Any) -> None:
+    """The product fields of an iterative solver: ``hvp`` (a product mode) and ``check_every`` (None or >= 1)."""
+    check_hvp_mode(obj.hvp)
+    if obj.check_every is not None:
+        _positive_int(obj, "check_every", obj.check_every)
+
+
 @dataclass(frozen=True)
 class FirstOrder:
     """DARTS first order: ``dF/dλ ≈ ∂_λF(w, λ)`` (v = 0). Cost: one gradient of F.
@@ -110,8 +123,7 @@ class CG:
     check_every: int | None = None
 
     def __post_init__(self) -> None:
-        _positive_int(self, "max_iter", self.max_iter)
-        _nonnegative(self, "tol", self.tol)
+        _iterations(self)
         _nonnegative(self, "damping", self.damping)
         check_hvp_mode(self.hvp)
         if self.preconditioner is not None and not callable(self.preconditioner):
@@ -136,13 +148,10 @@ class MINRES:
     check_every: int | None = None
 
     def __post_init__(self) -> None:
-        _positive_int(self, "max_iter", self.max_iter)
-        _nonnegative(self, "tol", self.tol)
+        _iterations(self)
         if not isinstance(self.damping, (int, float)) or self.damping != self.damping:
             raise HypergradInputError(f"MINRES(damping={self.damping!r}): expected a finite number")
-        check_hvp_mode(self.hvp)
-        if self.check_every is not None:
-            _positive_int(self, "check_every", self.check_every)
+        _products(self)
 
 
 @dataclass(frozen=True)
@@ -212,12 +221,9 @@ class FixedPoint:
 
     def __post_init__(self) -> None:
         _step(self, self.lr)
-        _positive_int(self, "max_iter", self.max_iter)
-        _nonnegative(self, "tol", self.tol)
+        _iterations(self)
         _nonnegative(self, "damping", self.damping)
-        check_hvp_mode(self.hvp)
-        if self.check_every is not None:
-            _positive_int(self, "check_every", self.check_every)
+        _products(self)
 
 
 @dataclass(frozen=True)
@@ -247,12 +253,9 @@ class GMRES:
     check_every: int | None = None
 
     def __post_init__(self) -> None:
-        _positive_int(self, "max_iter", self.max_iter)
-        _nonnegative(self, "tol", self.tol)
+        _iterations(self)
         _positive_int(self, "restart", self.restart)
-        check_hvp_mode(self.hvp)
-        if self.check_every is not None:
-            _positive_int(self, "check_every", self.check_every)
+        _products(self)
 
 
 @dataclass(frozen=True)
@@ -271,11 +274,8 @@ class BiCGSTAB:
     check_every: int | None = None
 
     def __post_init__(self) -> None:
-        _positive_int(self, "max_iter", self.max_iter)
-        _nonnegative(self, "tol", self.tol)
-        check_hvp_mode(self.hvp)
-        if self.check_every is not None:
-            _positive_int(self, "check_every", self.check_every)
+        _iterations(self)
+        _products(self)
 
 
 @dataclass(frozen=True)
@@ -295,11 +295,8 @@ class NormalCG:
     check_every: int | None = None
 
     def __post_init__(self) -> None:
-        _positive_int(self, "max_iter", self.max_iter)
-        _nonnegative(self, "tol", self.tol)
-        check_hvp_mode(self.hvp)
-        if self.check_every is not None:
-            _positive_int(self, "check_every", self.check_every)
+        _iterations(self)
+        _products(self)
 
 
 @dataclass(frozen=True)

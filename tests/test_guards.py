@@ -110,6 +110,12 @@ def test_bad_arguments_get_a_one_line_error_naming_them(kwargs, match):
     (lambda: hg.OneStep(lr=-0.1), r"OneStep\(lr=-0.1\)"),
     (lambda: hg.Unrolled(steps=2.5), r"Unrolled\(steps=2.5\): expected an integer >= 1"),
     (lambda: hg.Unrolled(momentum=1.0), r"Unrolled\(momentum=1.0\): expected a number in \[0, 1\)"),
+    (lambda: hg.GMRES(restart=0), r"GMRES\(restart=0\): expected an integer >= 1"),
+    (lambda: hg.GMRES(tol=float("inf")), r"GMRES\(tol=inf\): expected a finite number >= 0"),
+    (lambda: hg.BiCGSTAB(check_every=0), r"BiCGSTAB\(check_every=0\): expected an integer >= 1"),
+    (lambda: hg.NormalCG(max_iter=True), r"NormalCG\(max_iter=True\): expected an integer >= 1"),
+    (lambda: hg.NormalCG(hvp="double"), "hvp='double' is not a Hessian-vector product mode"),
+    (lambda: hg.FixedPoint(check_every=-1), r"FixedPoint\(check_every=-1\): expected an integer >= 1"),
 ])
 def test_bad_method_options_are_refused_at_construction(make, match):
     with pytest.raises(hg.HypergradInputError, match=match) as exc:
