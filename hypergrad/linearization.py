@@ -181,6 +181,23 @@ class Linearization:
 Map = Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor], Any], dict[str, torch.Tensor]]
 
 
+def map_letter(who: str) -> str:
+    """The letter of a condition's map in the docs and notes: ``T`` for ``FixedPointMap``, ``F`` for ``Root``."""
+    return "T" if who == "FixedPointMap" else "F"
+
+
+def call_map(fn: Map, who: str, step: str, params: Mapping[str, torch.Tensor], hparams: Mapping[str, torch.Tensor],
+             batch: Any) -> Any:
+    """``fn(params, hparams, batch)`` for a condition ``who`` (``Root``, ``FixedPointMap``); an exception inside
+    names the condition and the function (``Root(F): stationarity(params, hparams, batch)``), ``step`` and
+    the batch, which came in the ``inner_batch`` slot."""
+    letter = map_letter(who)
+    label = getattr(fn, "__name__", "")
+    label = label if label.isidentifier() else letter  # a lambda or a partial: the letter of the docs
+    return call(fn, f"{who}({letter}): {label}(params, hparams, batch)", step, params, hparams, batch,
+                batch_name="inner_batch", batch=batch)
+
+
 def as_map_output(value: object, like: Mapping[str, torch.Tensor], who: str) -> dict[str, torch.Tensor]:
     """``value`` as a dict with the keys (in the order) and shapes of ``like``, or a one-line error."""
     if not isinstance(value, Mapping):
@@ -211,7 +228,8 @@ class MapLinearization:
         hparams: the point ``λ``; never modified.
         batch: the batch handed to ``fn``.
         mode: ``"reverse"`` or ``"forward"``.
-        who: the map's name in error messages.
+        who: the condition (``"Root"``, ``"FixedPointMap"``), named in error messages and in the note an
+            exception raised inside ``fn`` gains (:mod:`hypergrad.user_code`).
 
     Attributes:
         vjps: VJPs with respect to w computed so far.
@@ -225,20 +243,25 @@ class MapLinearization:
                                       "not finite differences")
         self.mode = mode
         self._fn = fn
+        self._who = who
         self._batch = batch
         self.vjps = 0
         self.jvps = 0
+        x = map_letter(who)
         if mode == "reverse":
             self._w = tree.detach(params, True)
             self._lam = tree.detach(hparams, True)
+            step = f"{x}(w, λ), whose graph the Jacobian products (∂_w{x})ᵀu and (∂_λ{x})ᵀu differentiate"
             with torch.enable_grad():
-                out = as_map_output(fn(self._w, self._lam, batch), params, who)
+                out = as_map_output(call_map(fn, who, step, self._w, self._lam, batch), params, who)
             self._out = list(out.values())
             self.value = tree.detach(out)
         else:
             self._w = tree.detach(params)
             self._lam = tree.detach(hparams)
-            traced = torch.func.vjp(lambda w, lam: as_map_output(fn(w, lam, batch), params, who), self._w, self._lam)
+            step = f"{x}(w, λ) traced by torch.func.vjp for the Jacobian products (∂_w{x})ᵀu and (∂_λ{x})ᵀu"
+            traced = torch.func.vjp(lambda w, lam: as_map_output(call_map(fn, who, step, w, lam, batch), params, who),
+                                    self._w, self._lam)
             self.value, self._vjp_fn = traced[0], traced[1]
 
     def vjp(self, u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -257,5 +280,8 @@ class MapLinearization:
     def jvp(self, v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """(∂_w F) v."""
         self.jvps += 1
-        out = torch.func.jvp(lambda w: self._fn(w, self._lam, self._batch), (self._w,), (v,))[1]
+        x = map_letter(self._who)
+        step = f"a Jacobian-vector product (∂_w{x})v (torch.func.jvp, one evaluation of {x} each)"
+        out = torch.func.jvp(lambda w: call_map(self._fn, self._who, step, w, self._lam, self._batch),
+                             (self._w,), (v,))[1]
         return {k: out[k] for k in self._w}
