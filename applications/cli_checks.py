@@ -115,24 +115,24 @@ def _readable(path: Path, kind: str) -> Path:
     return path
 
 
-def existing_file(text: str) -> Path:
-    """argparse type: a readable file."""
+def _existing(text: str, kind: str) -> Path:
+    """``text`` as a path that exists, is a ``kind`` (``"file"`` or ``"folder"``) and is readable."""
     path = Path(text)
     if not path.exists():
-        raise argparse.ArgumentTypeError(f"{path} not found (expected a file)")
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{path} is not a file")
-    return _readable(path, "file")
+        raise argparse.ArgumentTypeError(f"{path} not found (expected a {kind})")
+    if not (path.is_dir() if kind == "folder" else path.is_file()):
+        raise argparse.ArgumentTypeError(f"{path} is not a {kind}")
+    return _readable(path, kind)
+
+
+def existing_file(text: str) -> Path:
+    """argparse type: a readable file."""
+    return _existing(text, "file")
 
 
 def existing_dir(text: str) -> Path:
     """argparse type: a readable folder."""
-    path = Path(text)
-    if not path.exists():
-        raise argparse.ArgumentTypeError(f"{path} not found (expected a folder)")
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is not a folder")
-    return _readable(path, "folder")
+    return _existing(text, "folder")
 
 
 def existing_output_dir(text: str) -> Path:
