@@ -32,45 +32,21 @@ import torch
 import torchdeq
 
 import hypergrad as hg
+from benchmarks._deq import Equilibrium
 
 jax.config.update("jax_enable_x64", True)
 
 TOL = 1e-10
 MAX_ITER = 500
 BATCH, WIDTH, INPUTS, CONTRACTION = 32, 128, 32, 0.9
-DT = torch.float64
 
 
-class DEQ:
-    """The layer, its shared fixed point and the unrolled reference gradient."""
+class DEQ(Equilibrium):
+    """The benchmark's layer, its shared fixed point and the unrolled reference gradient."""
 
     def __init__(self, seed: int = 0) -> None:
-        g = torch.Generator().manual_seed(seed)
-        W = torch.randn(WIDTH, WIDTH, generator=g, dtype=DT)
-        self.theta = {"W": CONTRACTION * W / torch.linalg.matrix_norm(W, 2),
-                      "U": torch.randn(WIDTH, INPUTS, generator=g, dtype=DT) / INPUTS**0.5,
-                      "b": 0.1 * torch.randn(WIDTH, generator=g, dtype=DT)}
-        self.x = torch.randn(BATCH, INPUTS, generator=g, dtype=DT)
-        self.c = torch.randn(WIDTH, generator=g, dtype=DT) / WIDTH**0.5
-        self.t = torch.randn(BATCH, generator=g, dtype=DT)
-        with torch.no_grad():
-            self.z = self.forward(self.theta, 600)
-        theta = {k: v.clone().requires_grad_() for k, v in self.theta.items()}
-        loss = self.outer({"z": self.forward(theta, 600)}, theta)
-        self.reference = flat(dict(zip(theta, torch.autograd.grad(loss, list(theta.values())))))
-
-    @staticmethod
-    def T(p: dict, h: dict, x: torch.Tensor) -> dict:
-        return {"z": torch.tanh(p["z"] @ h["W"].T + x @ h["U"].T + h["b"])}
-
-    def outer(self, p: dict, h: dict, batch: object = None) -> torch.Tensor:
-        return 0.5 * ((p["z"] @ self.c - self.t) ** 2).sum()
-
-    def forward(self, theta: dict, steps: int) -> torch.Tensor:
-        z = torch.zeros(BATCH, WIDTH, dtype=DT)
-        for _ in range(steps):
-            z = self.T({"z": z}, theta, self.x)["z"]
-        return z
+        super().__init__(BATCH, WIDTH, INPUTS, CONTRACTION, seed, scaled_readout=True, steps=600)
+        self.reference = flat(self.unrolled_hypergradient(600))
 
 
 def flat(d: dict) -> torch.Tensor:

@@ -2,8 +2,8 @@
 
 All are float64. Each builds its data from a private generator, solves the inner problem to machine
 precision (a long iteration identifies the active set; the closed form on it is then exact), and gives
-the hypergradient of ``L = ½‖X_v w − y_v‖²`` (or of a readout loss) in closed form or by autograd through
-an unrolled iteration.
+the hypergradient of ``L = ½‖X_v w − y_v‖²`` in closed form. The deep equilibrium layer, whose answer is
+autograd through an unrolled iteration, is ``benchmarks._deq.Equilibrium``, shared with the benchmark.
 """
 
 from __future__ import annotations
@@ -118,41 +118,6 @@ class NonNegativeRidge:
         out = torch.zeros_like(self.w)
         out[S] = -self.w[S] * torch.linalg.solve(self._matrix(), gv[S])
         return out
-
-
-class Equilibrium:
-    """A deep equilibrium layer z* = tanh(z* Wᵀ + x Uᵀ + b) on a batch of inputs x, with ‖W‖₂ = ``contraction``,
-    and the readout loss L = ½‖z* c − t‖². θ = {W, U, b} are the hyperparameters."""
-
-    def __init__(self, batch: int = 4, width: int = 8, inputs: int = 5, contraction: float = 0.6, seed: int = 2) -> None:
-        g = _gen(seed)
-        W = torch.randn(width, width, generator=g, dtype=DT)
-        self.theta = {"W": contraction * W / torch.linalg.matrix_norm(W, 2),
-                      "U": torch.randn(width, inputs, generator=g, dtype=DT) / inputs**0.5,
-                      "b": 0.1 * torch.randn(width, generator=g, dtype=DT)}
-        self.x = torch.randn(batch, inputs, generator=g, dtype=DT)
-        self.c = torch.randn(width, generator=g, dtype=DT)
-        self.t = torch.randn(batch, generator=g, dtype=DT)
-        self.z = self.forward(self.theta, steps=400).detach()
-
-    @staticmethod
-    def T(p: dict, h: dict, x: torch.Tensor) -> dict:
-        return {"z": torch.tanh(p["z"] @ h["W"].T + x @ h["U"].T + h["b"])}
-
-    def outer(self, p: dict, h: dict, batch: object = None) -> torch.Tensor:
-        return 0.5 * ((p["z"] @ self.c - self.t) ** 2).sum()
-
-    def forward(self, theta: dict, steps: int) -> torch.Tensor:
-        z = torch.zeros(self.x.shape[0], theta["W"].shape[0], dtype=DT)
-        for _ in range(steps):
-            z = self.T({"z": z}, theta, self.x)["z"]
-        return z
-
-    def unrolled_hypergradient(self, steps: int = 300) -> dict:
-        """Autograd through ``steps`` forward iterations from z = 0: error O(steps · contraction^steps)."""
-        theta = {k: v.clone().requires_grad_() for k, v in self.theta.items()}
-        loss = self.outer({"z": self.forward(theta, steps)}, theta)
-        return dict(zip(theta, torch.autograd.grad(loss, list(theta.values()))))
 
 
 class Nash:

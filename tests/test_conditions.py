@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import hypergrad as hg
-from tests.condition_problems import Equilibrium, Lasso, Nash, NonNegativeRidge
+from benchmarks._deq import Equilibrium
+from tests.condition_problems import Lasso, Nash, NonNegativeRidge
 from tests.problems import Ridge, rel_err
 
 TIGHT = 1e-13

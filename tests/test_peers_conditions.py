@@ -19,7 +19,8 @@ import torch
 import torchdeq
 
 import hypergrad as hg
-from tests.condition_problems import Equilibrium, Lasso, NonNegativeRidge
+from benchmarks._deq import Equilibrium
+from tests.condition_problems import Lasso, NonNegativeRidge
 
 jax.config.update("jax_enable_x64", True)
 
