@@ -15,6 +15,7 @@ by then (to 0.1%).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import statistics
@@ -26,11 +27,46 @@ from typing import Any
 
 from ..cli_checks import existing_path, output_file, positive_float
 from .cli import OneLineParser
-from .results import RESULT_FILE
+from .results import RESULT_FILE, atomic_write
 
 Run = dict[str, Any]
 #: Reference method of the "time to reach" column.
 REFERENCE = "random"
+#: What :func:`summary_table` and :func:`plot` read of a run, and of each record of its history.
+RUN_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "task": str, "dataset": str, "method": str, "seed": int, "budget_seconds": (int, float), "history": list,
+}
+RECORD_FIELDS = ("time", "val_loss", "test_loss", "test_accuracy")
+
+
+class RunFileError(ValueError):
+    """A ``result.json`` that cannot be read or is not what :mod:`.run` writes; the message names the file."""
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_run(run: object, file: Path) -> Run:
+    """``run`` if it has what a comparison reads (:data:`RUN_FIELDS`, numeric :data:`RECORD_FIELDS` in
+    every record, ``best`` a record or null), else a one-line :class:`RunFileError` naming ``file``."""
+    expected = f"expected a {RESULT_FILE} written by applications.hpo.run"
+    if not isinstance(run, dict):
+        raise RunFileError(f"{file} holds a JSON {type(run).__name__}; {expected} (a JSON object)")
+    for key, kind in RUN_FIELDS.items():
+        if key not in run:
+            raise RunFileError(f"{file} has no {key!r}; {expected}")
+        value = run[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise RunFileError(f"{file}: {key!r} is {value!r:.40}; {expected}")
+    for i, record in enumerate(run["history"]):
+        bad = [k for k in RECORD_FIELDS if not _is_number(record.get(k))] if isinstance(record, dict) else ["a record"]
+        select = record.get("select_loss") if isinstance(record, dict) else None
+        if bad or not (select is None or _is_number(select)):
+            raise RunFileError(f"{file}: history[{i}] lacks a number for {', '.join(bad) or 'select_loss'}; {expected}")
+    if not (run.get("best") is None or isinstance(run["best"], dict)):
+        raise RunFileError(f"{file}: 'best' is {run['best']!r:.40}; {expected} (a record or null)")
+    return run
 
 
 def load_runs(paths: Sequence[Path]) -> list[Run]:
@@ -38,6 +74,7 @@ def load_runs(paths: Sequence[Path]) -> list[Run]:
 
     Raises:
         FileNotFoundError: If a path does not exist or holds no result.
+        RunFileError: If a result cannot be read, is not JSON, or lacks what a comparison reads.
     """
     runs: list[Run] = []
     for path in paths:
@@ -46,7 +83,15 @@ def load_runs(paths: Sequence[Path]) -> list[Run]:
         files = [path] if path.is_file() else sorted(path.rglob(RESULT_FILE))
         if not files:
             raise FileNotFoundError(f"no {RESULT_FILE} under {path}")
-        runs.extend(json.loads(file.read_text()) for file in files)
+        for file in files:
+            try:
+                run = json.loads(file.read_bytes())
+            except (OSError, ValueError) as error:  # unreadable, a folder, not UTF-8, not JSON
+                reason = (error.strerror if isinstance(error, OSError) and error.strerror
+                          else str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+                raise RunFileError(f"{file} is not readable JSON ({reason}); expected a {RESULT_FILE} written "
+                                   "by applications.hpo.run") from None
+            runs.append(check_run(run, file))
     return runs
 
 
@@ -139,21 +184,26 @@ def summary_table(runs: list[Run], at: float) -> str:
 
 def _running_best(run: Run) -> tuple[list[float], list[float], list[float]]:
     """Times, best :func:`score` so far, and the test loss of that best model, per record."""
-    times, best_val, its_test = [], [], []
+    times: list[float] = []
+    best_val: list[float] = []
+    its_test: list[float] = []
     for record in run["history"]:
-        if not best_val or score(record) < best_val[-1]:
+        # A NaN score never becomes the best (as in best_until); before any finite one the line is NaN (not drawn).
+        if math.isfinite(score(record)) and (not best_val or not score(record) >= best_val[-1]):
             best_val.append(score(record))
             its_test.append(record["test_loss"])
         else:
-            best_val.append(best_val[-1])
-            its_test.append(its_test[-1])
+            best_val.append(best_val[-1] if best_val else math.nan)
+            its_test.append(its_test[-1] if its_test else math.nan)
         times.append(record["time"])
     return times, best_val, its_test
 
 
 def plot(runs: list[Run], out: Path, at: float | None = None) -> None:
     """Draw, against charged wall time, the best validation loss so far (left) and the test loss of
-    that model (right), and save the chart to ``out``."""
+    that model (right), and save the chart to ``out`` (atomically: the old file or the whole new one).
+
+    The loss axes are logarithmic unless no run has a finite positive loss to draw."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,8 +213,10 @@ def plot(runs: list[Run], out: Path, at: float | None = None) -> None:
     colours = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(methods)}
     figure, (val_axes, test_axes) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     labelled: set[str] = set()
+    drawn: list[float] = []
     for run in sorted(runs, key=lambda r: (label(r), r["seed"])):
         times, best_val, its_test = _running_best(run)
+        drawn += best_val + its_test
         method = label(run)
         colour = colours[method]
         val_axes.step(times, best_val, where="post", color=colour, alpha=0.8,
@@ -180,13 +232,16 @@ def plot(runs: list[Run], out: Path, at: float | None = None) -> None:
         if at is not None:
             axes.axvline(at, color="grey", linestyle=":", linewidth=1)
         axes.set_xlabel("wall time charged to the budget (s)")
-        axes.set_yscale("log")
+        if any(math.isfinite(v) and v > 0 for v in drawn):  # a log axis with nothing positive fails to draw
+            axes.set_yscale("log")
         axes.grid(True, which="both", alpha=0.3)
     val_axes.legend()
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=100)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=100)
     plt.close(figure)
+    atomic_write(out, lambda handle: handle.write(image.getvalue()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,20 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m applications.hpo.compare``; returns the exit status (a bad option exits with 2)."""
+    """Entry point of ``python -m applications.hpo.compare``; returns the exit status (a bad option, or a
+    result.json that is unreadable or not one :mod:`.run` writes, exits with 2 before anything is written)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.out.suffix.lower() != ".png":
         parser.error(f"--out {str(args.out)!r} must end in .png")
     try:
         runs = load_runs(args.paths)
-    except (FileNotFoundError, json.JSONDecodeError, KeyError) as error:
+    except (FileNotFoundError, RunFileError) as error:
         parser.error(str(error))
     at = args.at if args.at is not None else min(run["budget_seconds"] for run in runs)
+    table = summary_table(runs, at)  # before any file is written
     plot(runs, args.out, at)
-    table = summary_table(runs, at)
     if args.table is not None:
-        args.table.write_text(table)
+        atomic_write(args.table, lambda handle: handle.write(table.encode()))
     print(f"at {at:g} s:\n{table}", end="")
     return 0
 

@@ -22,10 +22,14 @@ RESULT_FILE = "result.json"
 HPARAMS_FILE = "best_hparams.pt"
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write ``path`` through ``write(handle)`` on a temporary file, then rename it into place."""
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
     try:
+        # mkstemp makes the file private (0600); give it the permissions open() would (0666 less the umask).
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(handle.name, 0o666 & ~mask)
         with handle:
             write(handle)
             handle.flush()
