@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 import torch
 
@@ -56,3 +59,13 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_write(target, fail)
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_atomic_write_gives_the_permissions_open_would(tmp_path):
+    """Not the private 0600 of a temporary file: a result or chart is as readable as any file the user writes."""
+    mask = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "result.json", lambda handle: handle.write(b"{}"))
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "result.json").stat().st_mode) == 0o644
