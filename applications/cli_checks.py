@@ -109,6 +109,14 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """argparse type: a share, a number in [0, 1)."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number in [0, 1)")
+    return value
+
+
 def _readable(path: Path, kind: str) -> Path:
     if not os.access(path, os.R_OK | (os.X_OK if kind == "folder" else 0)):
         raise argparse.ArgumentTypeError(f"{path} is not readable (permission denied)")

@@ -65,6 +65,7 @@ BAD_VALUES: dict[Callable[[str], object], list[tuple[str, Make]]] = {
     checks.nonnegative_int: _texts("-1", "1.5", "x"),
     checks.positive_float: _texts("0", "-1", "nan", "inf", "x"),
     checks.nonnegative_float: _texts("-1", "nan", "inf", "x"),
+    checks.fraction: _texts("-0.1", "1", "nan", "x"),
     int: _texts("1.5", "x"),
     float: _texts("x"),
     checks.existing_file: [_MISSING, _A_FOLDER, _UNREADABLE_FILE],

@@ -147,3 +147,23 @@ def test_train_retrains_a_cell_from_a_search_result(tmp_path: Path, capsys: pyte
     assert trained["arch"] == GOOD_ARCH and trained["evaluated_on"].startswith("held-out")
     assert trained["test_accuracy"] > 0.5  # ten classes: chance is 0.1
     assert f"{100 * trained['test_accuracy']:.2f}%" in capsys.readouterr().out
+
+
+def test_train_holds_out_a_validation_split_from_the_training_images(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """--val-fraction takes its images from the training part only: digits' 1,797 images lose their test fifth
+    (359) first, and a quarter of the remaining 1,438 (360) becomes the validation split."""
+    import json
+
+    base = ["--arch", GOOD_ARCH, "--dataset", "digits", "--channels", "4", "--cells-per-stage", "1", "--epochs", "1"]
+    assert train_cli([*base, "--val-fraction", "0.25", "--out", str(tmp_path / "val")]) == 0
+    trained = json.loads((tmp_path / "val" / "train_result.json").read_text())
+    assert trained["val_images"] == 360 and 0.0 <= trained["val_accuracy"] <= 1.0
+    assert trained["evaluated_on"].startswith("held-out") and trained["settings"]["val_fraction"] == 0.25
+    assert f"validation accuracy {100 * trained['val_accuracy']:.2f}% on 360" in capsys.readouterr().out
+    assert train_cli([*base, "--out", str(tmp_path / "none")]) == 0
+    plain = json.loads((tmp_path / "none" / "train_result.json").read_text())
+    assert plain["val_images"] == 0 and plain["val_accuracy"] is None
+    # A split that leaves fewer training images than one batch is refused in one line, nothing written.
+    assert train_cli([*base, "--train-subset", "20", "--val-fraction", "0.9", "--out", str(tmp_path / "tiny")]) == 2
+    assert "--val-fraction 0.9 leaves" in capsys.readouterr().err and not (tmp_path / "tiny").exists()

@@ -15,6 +15,7 @@ from applications.cli_checks import (
     existing_file,
     existing_output_dir,
     existing_path,
+    fraction,
     nonnegative_float,
     nonnegative_int,
     output_dir,
@@ -27,7 +28,7 @@ from applications.nas.spaces.nb201.genotype import ArchStringError, Cell
 
 __all__ = [
     "USAGE_ERROR", "ArgumentParser", "arch_string", "existing_dir", "existing_dir_text", "existing_file",
-    "existing_output_dir", "existing_path", "nonnegative_float", "nonnegative_int", "output_dir", "output_file",
+    "existing_output_dir", "existing_path", "fraction", "nonnegative_float", "nonnegative_int", "output_dir", "output_file",
     "positive_float", "positive_int", "run_cli", "torch_device",
 ]
 

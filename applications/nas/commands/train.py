@@ -47,6 +47,7 @@ from applications.nas.commands.arguments import (
     existing_dir,
     existing_file,
     existing_output_dir,
+    fraction,
     nonnegative_float,
     nonnegative_int,
     output_dir,
@@ -135,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cutout", type=nonnegative_int, help="side of the cutout square, 0 for none [0]")
     parser.add_argument("--grad-clip", type=positive_float, help="gradient norm clip [5]")
     parser.add_argument("--augment", action="store_true", default=None, help="random crop and flip")
+    parser.add_argument("--val-fraction", type=fraction, default=0.0,
+                        help="hold out this share of the training images as a validation split and report the "
+                             "accuracy on it too, so that cells can be compared without the test set [0]")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed [0]")
     parser.add_argument("--device", type=torch_device, default="cpu", help="torch device [cpu]")
     parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch [1]")
@@ -160,7 +164,8 @@ def _settings(args: argparse.Namespace, arch: str) -> dict[str, Any]:
     if kind == "darts" and settings["layers"] < 3:
         raise ValueError(f"--layers {settings['layers']}: a DARTS network needs at least 3 cells")
     settings.update(dataset=args.dataset, data_dir=None if args.data_dir is None else str(args.data_dir),
-                    image_size=args.image_size, train_subset=args.train_subset, seed=args.seed, device=args.device)
+                    image_size=args.image_size, train_subset=args.train_subset, val_fraction=args.val_fraction,
+                    seed=args.seed, device=args.device)
     return settings
 
 
@@ -217,12 +222,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parallel = DataParallel.from_environment(settings["device"])
     parallel.check_batch_size(settings["batch_size"])
     dataset = load_dataset(settings["dataset"], settings["data_dir"], settings["image_size"])
+    val_fraction = settings.get("val_fraction", 0.0)
     if dataset.test is not None:
-        train = split_train_val(dataset.train, settings["seed"], settings["train_subset"], val_fraction=0.0)[0]
+        # The validation split comes out of the training images only; the test images stay unseen.
+        train, val = split_train_val(dataset.train, settings["seed"], settings["train_subset"], val_fraction)
         test, test_name = dataset.test, "official test set"
     else:
         train, test = split_train_val(dataset.train, settings["seed"], settings["train_subset"], val_fraction=0.2)
         test_name = "held-out fifth of the training images"
+        train, val = split_train_val(train, settings["seed"] + 1, None, val_fraction) if val_fraction else \
+            (train, train.subset(torch.arange(0)))
+    if val_fraction and (len(val) == 0 or len(train) < settings["batch_size"]):
+        raise ValueError(f"--val-fraction {val_fraction} leaves {len(train)} training and {len(val)} validation "
+                         f"images; expected at least --batch-size {settings['batch_size']} and 1")
     device = parallel.device(settings["device"])
     torch.manual_seed(settings["seed"])
     net = build_network(cell, settings, train.in_channels, train.num_classes).to(device)
@@ -279,12 +291,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 atomic_write_bytes(out / CHECKPOINT, functools.partial(torch.save, state))
             parallel.barrier()
     _, test_acc = evaluate(net, test, device)
+    val_acc = evaluate(net, val, device)[1] if len(val) else None
     if not parallel.is_writer:
         return 0
     result = {"arch": str(cell), "kind": settings["kind"], "connected": cell.is_connected(),
               "dataset": settings["dataset"], "test_accuracy": test_acc, "evaluated_on": test_name,
+              "val_accuracy": val_acc, "val_images": len(val),
               "parameters": parameter_count(net), "epochs": epochs, "processes": parallel.world_size,
               "settings": settings, "wall_time_s": seconds}
+    if val_acc is not None:
+        print(f"{cell}: validation accuracy {100 * val_acc:.2f}% on {len(val)} held-out training images")
     print(f"{cell}: test accuracy {100 * test_acc:.2f}% on the {test_name} of {settings['dataset']} "
           f"({result['parameters'] / 1e6:.2f}M parameters, {seconds:.0f} s)")
     if out is not None:
