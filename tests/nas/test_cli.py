@@ -167,3 +167,14 @@ def test_train_holds_out_a_validation_split_from_the_training_images(tmp_path: P
     # A split that leaves fewer training images than one batch is refused in one line, nothing written.
     assert train_cli([*base, "--train-subset", "20", "--val-fraction", "0.9", "--out", str(tmp_path / "tiny")]) == 2
     assert "--val-fraction 0.9 leaves" in capsys.readouterr().err and not (tmp_path / "tiny").exists()
+
+
+def test_train_retrains_a_cell_with_a_node_that_feeds_only_none(tmp_path: Path) -> None:
+    """Node 2 reaches the output only through `none`, so the operations into it get no gradient; they are
+    trained as unused (zero gradient) instead of failing, as a search can derive such a cell."""
+    import json
+
+    dead = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|"
+    assert train_cli(["--arch", dead, "--dataset", "digits", "--channels", "4", "--cells-per-stage", "1",
+                      "--epochs", "1", "--out", str(tmp_path / "dead")]) == 0
+    assert 0.0 <= json.loads((tmp_path / "dead" / "train_result.json").read_text())["test_accuracy"] <= 1.0

@@ -272,7 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 x, y = parallel.shard((x, y))
                 loss = _loss(net, x, y, settings["auxiliary_weight"])
                 params = [p for p in net.parameters() if p.requires_grad]
-                grads = torch.autograd.grad(loss, params)
+                # A cell whose node feeds only `none` edges leaves the operations into that node unused.
+                grads = [torch.zeros_like(p) if g is None else g
+                         for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True))]
                 *grads, loss_mean = parallel.average([*grads, loss.detach()])
                 for p, g in zip(params, grads):
                     p.grad = g
