@@ -47,7 +47,7 @@ from applications.nas.commands.plots import draw_cell, plot_alpha_history
 from applications.nas.common.data import DATASETS, DataError
 from applications.nas.common.distributed import DataParallel
 from applications.nas.common.files import atomic_write_text
-from applications.nas.searching.config import ALPHA_LR_SCHEDULES, METHODS, SearchConfig, SearchConfigError
+from applications.nas.searching.config import ALPHA_LR_SCHEDULES, METHODS, SELECTIONS, SearchConfig, SearchConfigError
 from applications.nas.searching.loop import SearchState, load_checkpoint, run_search
 from applications.nas.spaces.nb201.derive import edge_probabilities
 from applications.nas.spaces.nb201.genotype import Cell
@@ -204,6 +204,24 @@ def build_parser() -> argparse.ArgumentParser:
     arch.add_argument("--solver-damping", type=nonnegative_float,
                       help=f"implicit-cg / implicit-minres damping delta in (H + delta I) v = dF/dw [{defaults.solver_damping}]")
 
+    stabilise = parser.add_argument_group(
+        "stabilisers (compose with every gradient method; see docs/nas.md)")
+    stabilise.add_argument("--beta-decay", type=nonnegative_float, metavar="LAMBDA",
+                           help="beta-DARTS: add lambda(t) * mean over edges of logsumexp(alpha_e) to the outer loss, "
+                                f"lambda ramped linearly from 0 towards LAMBDA over the epochs (beta-DARTS: 50) [{defaults.beta_decay}: off]")
+    stabilise.add_argument("--dirichlet", action=argparse.BooleanOptionalAction,
+                           help="DrNAS: mixing weights sampled from Dir(elu(alpha)+1) by the pathwise gradient, one "
+                                "sample held within each hypergradient [off: softmax(alpha)]")
+    stabilise.add_argument("--dirichlet-kl", type=nonnegative_float,
+                           help="with --dirichlet: weight of KL(Dir(elu(alpha)+1) || Dir(1)) in the outer loss "
+                                f"[{defaults.dirichlet_kl}]")
+    stabilise.add_argument("--selection", choices=SELECTIONS,
+                           help="how the final cell is chosen: argmax of alpha per edge, or pt (DARTS-PT: per edge, the "
+                                "operation whose removal costs the trained supernet the most validation accuracy, "
+                                "fine-tuning between edges; the argmax cell is reported too) [argmax]")
+    stabilise.add_argument("--pt-tune-steps", type=nonnegative_int,
+                           help=f"with --selection pt: weight steps of fine-tuning after each decided edge [{defaults.pt_tune_steps}]")
+
     result = parser.add_argument_group("derivation and benchmark")
     result.add_argument("--exclude-none", action="store_true",
                         help="derive the cell without the `none` operation (argmax over the other four; "
@@ -249,18 +267,21 @@ def summarise(config: SearchConfig, state: SearchState, exclude_none: bool, tabl
               nats_file: Path | None) -> dict[str, Any]:
     """The content of ``result.json``: derived cells, α, timing, and the benchmark's figures."""
     space = config.search_space
+    perturbed = None
     if state.selected is not None:  # random-ws chose a cell by its shared-weight validation accuracy
         with_none = without_none = chosen = space.parse(state.selected["arch"])
     else:
         with_none = space.derive(state.alphas, False)
         without_none = space.derive(state.alphas, True)
         chosen = without_none if exclude_none else with_none
+        if state.perturbation is not None:
+            chosen = perturbed = space.parse(state.perturbation["arch"])
     last = state.history[-1]
     result: dict[str, Any] = {
         "space": space.name,
         "arch": str(chosen),
         "derivation": ("best of random cells by shared-weight validation accuracy" if state.selected is not None
-                       else space.derivation(exclude_none)),
+                       else "perturbation (DARTS-PT)" if perturbed is not None else space.derivation(exclude_none)),
         "connected": chosen.is_connected(),
         "arch_argmax": str(with_none),
         "arch_argmax_without_none": str(without_none),
@@ -281,6 +302,9 @@ def summarise(config: SearchConfig, state: SearchState, exclude_none: bool, tabl
     }
     if state.selected is not None:
         result["random_ws"] = state.selected
+    if state.perturbation is not None:
+        result["arch_pt"] = state.perturbation["arch"]
+        result["perturbation"] = state.perturbation
     if table is not None or nats_file is not None:
         # Only NAS-Bench-201 has a table; main passes none for another space.
         assert isinstance(chosen, Cell) and isinstance(with_none, Cell) and isinstance(without_none, Cell)
@@ -289,6 +313,9 @@ def summarise(config: SearchConfig, state: SearchState, exclude_none: bool, tabl
             "arch_argmax": _lookup(with_none, table, nats_file),
             "arch_argmax_without_none": _lookup(without_none, table, nats_file),
         }
+        if perturbed is not None:
+            assert isinstance(perturbed, Cell)
+            result["benchmark"]["arch_pt"] = _lookup(perturbed, table, nats_file)
     return result
 
 
@@ -309,6 +336,11 @@ def _report(result: dict[str, Any], config: SearchConfig, state: SearchState, ou
     if not result["connected"]:
         lines.append("  WARNING: this cell is disconnected: no path of non-none edges from input to output; "
                      "NAS-Bench-201 scores such cells at chance (10% on CIFAR-10).")
+    if "arch_pt" in result:
+        pt = result["perturbation"]
+        lines.append(f"argmax of alpha:        {result['arch_argmax']}")
+        lines.append(f"  (perturbation: supernet validation accuracy {pt['val_acc']:.3f} with the chosen cell's operations; "
+                     f"edges decided in the order {pt['order']}, {pt['tune_steps']} fine-tuning steps after each)")
     if result["arch_argmax_without_none"] != result["arch"]:
         lines.append(f"without none:           {result['arch_argmax_without_none']}")
     if state.selected is not None:
@@ -324,9 +356,10 @@ def _report(result: dict[str, Any], config: SearchConfig, state: SearchState, ou
                   f"{result['seconds_per_epoch']:.1f} s/epoch"]
     benchmark = result.get("benchmark")
     if benchmark:
-        for key, label in (("arch", "derived cell"), ("arch_argmax_without_none", "cell without none")):
+        for key, label in (("arch", "derived cell"), ("arch_argmax", "argmax cell"),
+                           ("arch_argmax_without_none", "cell without none")):
             entry = benchmark[key]
-            if key != "arch" and result[key] == result["arch"]:
+            if key != "arch" and result[key] in (result["arch"], *(result[k] for k in ("arch_argmax",) if k != key)):
                 continue
             if entry is None:
                 lines.append(f"NAS-Bench-201 ({label}): not in the table")

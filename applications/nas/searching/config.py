@@ -9,6 +9,8 @@ from typing import Any
 from applications.nas.spaces.registry import SPACES, SearchSpace
 
 ALPHA_LR_SCHEDULES = ("constant", "cosine")
+SELECTIONS = ("argmax", "pt")
+"""How the final cell is chosen: the largest α per edge, or perturbation-based selection (DARTS-PT)."""
 METHODS = ("darts-1st", "darts-2nd", "idarts", "implicit-cg", "implicit-minres", "random-ws")
 GRADIENT_METHODS = METHODS[:-1]
 """The methods that move α by a hypergradient; ``random-ws`` samples cells instead."""
@@ -41,6 +43,13 @@ class SearchConfig:
         share_batch: iDARTS evaluates the mixed product on its last Hessian term's batch (one graph fewer
             per step; see ``hg.StochasticNeumann``).
         solver_max_iter, solver_tol, solver_damping: the Krylov solve of ``implicit-cg`` and ``implicit-minres``.
+        beta_decay: β-DARTS's regulariser strength: the outer loss gains λ(t)·mean_e logsumexp(α_e), λ ramped
+            linearly from 0 towards ``beta_decay`` over the epochs (0 = off; β-DARTS: 50).
+        dirichlet: DrNAS's mixing weights θ_e ~ Dir(elu(α_e) + 1), one sample held per step (else softmax(α_e)).
+        dirichlet_kl: with ``dirichlet``, the weight of DrNAS's KL(Dir(elu(α)+1) ‖ Dir(1)) in the outer loss.
+        selection: ``argmax`` (the largest α per edge) or ``pt`` (perturbation-based: per edge, the
+            operation whose removal costs the supernet the most validation accuracy; both cells are reported).
+        pt_tune_steps: ``pt``: weight steps of fine-tuning after each edge is decided.
         track_bn_stats: BatchNorm keeps running statistics (else it always normalises by the batch).
         augment: random crop and flip on training batches.
         device: torch device string.
@@ -76,6 +85,11 @@ class SearchConfig:
     solver_max_iter: int = 5
     solver_tol: float = 1e-2
     solver_damping: float = 0.1
+    beta_decay: float = 0.0
+    dirichlet: bool = False
+    dirichlet_kl: float = 1e-3
+    selection: str = "argmax"
+    pt_tune_steps: int = 50
     track_bn_stats: bool = False
     augment: bool = False
     device: str = "cpu"
@@ -104,7 +118,8 @@ class SearchConfig:
         for name in ("w_lr", "alpha_lr", "grad_clip"):
             if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
                 raise SearchConfigError(f"{name} = {getattr(self, name)!r}; expected a finite number > 0")
-        nonnegative = ("w_lr_min", "w_weight_decay", "alpha_weight_decay", "solver_tol", "solver_damping", "w_momentum")
+        nonnegative = ("w_lr_min", "w_weight_decay", "alpha_weight_decay", "solver_tol", "solver_damping", "w_momentum",
+                       "beta_decay", "dirichlet_kl")
         for name in nonnegative:
             if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
                 raise SearchConfigError(f"{name} = {getattr(self, name)!r}; expected a finite number >= 0")
@@ -114,6 +129,13 @@ class SearchConfig:
         for name in ("alpha_beta1", "alpha_beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise SearchConfigError(f"{name} = {getattr(self, name)!r}; expected a number in [0, 1)")
+        if self.selection not in SELECTIONS:
+            raise SearchConfigError(f"selection = {self.selection!r}; expected one of {', '.join(SELECTIONS)}")
+        if self.selection == "pt" and (self.space != "nb201" or self.method == "random-ws"):
+            raise SearchConfigError("selection pt chooses NAS-Bench-201 cells from a trained α-supernet; expected "
+                                    f"--space nb201 and a gradient method, got --space {self.space} --method {self.method}")
+        if not isinstance(self.pt_tune_steps, int) or self.pt_tune_steps < 0:
+            raise SearchConfigError(f"pt_tune_steps = {self.pt_tune_steps!r}; expected an integer >= 0")
         if self.image_size is not None and self.image_size < 4:
             raise SearchConfigError(f"image_size = {self.image_size}; expected at least 4 pixels")
 

@@ -61,6 +61,13 @@ from applications.nas.common.evaluation import evaluate
 from applications.nas.common.files import atomic_write_bytes, atomic_write_text
 from applications.nas.searching.config import GRADIENT_METHODS, SearchConfig
 from applications.nas.searching.estimators import estimator
+from applications.nas.searching.selection import perturbation_select
+from applications.nas.searching.stabilisers import (
+    DirichletMixing,
+    beta_decay_penalty,
+    beta_decay_weight,
+    dirichlet_kl_penalty,
+)
 from applications.nas.spaces.nb201.genotype import EDGES, OPERATIONS, Cell
 from applications.nas.spaces.registry import SearchSpace, alpha_probabilities, alpha_to_json, decisive_edges
 
@@ -81,6 +88,8 @@ class SearchState:
     epochs_done: int = 0
     selected: dict[str, Any] | None = None
     """``random-ws`` only: the chosen cell (``arch``), its validation accuracy and the candidates scored."""
+    perturbation: dict[str, Any] | None = None
+    """``selection=pt`` only: the cell chosen by perturbation (``arch``) and the record of each edge's decision."""
 
 
 EpochCallback = Callable[[int, SearchState], None]
@@ -127,6 +136,12 @@ class _Search:
         self.hessian_stream = BatchStream(train, config.batch_size, config.seed + 3, config.augment, device)
         self.path_generator = torch.Generator().manual_seed(config.seed + 4)  # random-ws: the sampled cells
         self.device = device
+        # DrNAS: the Gamma draws behind the Dirichlet mixing weights, a stream of their own.
+        self.dirichlet = DirichletMixing(torch.Generator(device).manual_seed(config.seed + 5)) if config.dirichlet else None
+        if self.dirichlet is not None:
+            self.net.mixing = self.dirichlet
+        self.beta_weight = 0.0
+        """λ of the β-decay term in the current epoch (:func:`beta_decay_weight`)."""
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -144,6 +159,28 @@ class _Search:
         x, y = batch
         return F.cross_entropy(functional_call(self.net, (params, hparams), (x,)), y)
 
+    def outer_loss(self, params: dict[str, torch.Tensor], hparams: dict[str, torch.Tensor],
+                   batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The outer objective F: validation cross-entropy plus the stabilisers' terms on α, if any."""
+        loss = self.loss(params, hparams, batch)
+        if self.config.beta_decay > 0:
+            loss = loss + self.beta_weight * beta_decay_penalty(hparams)
+        if self.dirichlet is not None and self.config.dirichlet_kl > 0:
+            loss = loss + self.config.dirichlet_kl * dirichlet_kl_penalty(hparams)
+        return loss
+
+    @contextlib.contextmanager
+    def expected_mixing(self) -> Iterator[None]:
+        """Evaluation with the deterministic mixing weights: the Dirichlet mean under DrNAS, else softmax(α)."""
+        if self.dirichlet is None:
+            yield
+            return
+        self.dirichlet.expected = True
+        try:
+            yield
+        finally:
+            self.dirichlet.expected = False
+
     def inner_loss(self, params: dict[str, torch.Tensor], hparams: dict[str, torch.Tensor],
                    batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Training cross-entropy plus (wd/2)‖w‖²: the inner objective f."""
@@ -158,6 +195,8 @@ class _Search:
     def weight_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
         x, y = batch
         sampling = self.config.method == "random-ws"
+        if self.dirichlet is not None:
+            self.dirichlet.resample(self.alphas)
         logits = self.net.forward_path(x, self.random_cell()) if sampling else self.net(x)
         loss = F.cross_entropy(logits, y)
         params = list(self.weights.values())
@@ -176,11 +215,13 @@ class _Search:
     def arch_step(self, lr: float, last_batch: tuple[torch.Tensor, torch.Tensor]) -> Any:
         """One α step; returns the library's diagnostics. Raises ``hg.NonFiniteError`` before any update."""
         inner_batch = self.parallel.sharded(self.hessian_stream) if self.config.method == "idarts" else last_batch
+        if self.dirichlet is not None:  # one sample for the whole hypergradient: every loss sees the same supernet
+            self.dirichlet.resample(self.alphas)
         # The library warns when a series or solve grows; the log records those steps (info.diverged)
         # and the progress bar reports them once, instead of a warning per step over the bar.
         with _frozen_bn_statistics(self.net), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            result = hg.hypergradient(self.loss, self.inner_loss, self.weights, self.alphas,
+            result = hg.hypergradient(self.outer_loss, self.inner_loss, self.weights, self.alphas,
                                       outer_batch=self.parallel.shard(self.val_stream()), inner_batch=inner_batch,
                                       method=estimator(self.config, lr), reduce=self.parallel.reduce)
         # Checked for every α before any is written: the library raises on this; kept as the app's own guarantee.
@@ -202,6 +243,7 @@ class _Search:
             "streams": {name: getattr(self, name).state_dict()
                         for name in ("train_stream", "val_stream", "hessian_stream")},
             "path_generator": self.path_generator.get_state(),
+            "dirichlet_generator": None if self.dirichlet is None else self.dirichlet.generator.get_state(),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             "initial_alphas": state.initial_alphas,
             "history": state.history,
@@ -218,6 +260,8 @@ class _Search:
             getattr(self, name).load_state_dict(stream_state)
         if "path_generator" in checkpoint:  # absent from checkpoints written before random-ws existed
             self.path_generator.set_state(checkpoint["path_generator"])
+        if self.dirichlet is not None:
+            self.dirichlet.generator.set_state(checkpoint["dirichlet_generator"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         np.random.set_state(checkpoint["rng"]["numpy"])
         random.setstate(checkpoint["rng"]["python"])
@@ -244,6 +288,45 @@ def select_by_weight_sharing(search: _Search, val: ImageSet, candidates: int) ->
     best = max(scored, key=lambda arch: scored[arch])
     return {"arch": best, "val_acc": scored[best], "candidates": candidates, "distinct_cells": len(scored),
             "median_candidate_val_acc": float(np.median(list(scored.values())))}
+
+
+def select_by_perturbation(search: _Search, val: ImageSet) -> dict[str, Any]:
+    """The cell chosen by perturbation (:func:`perturbation_select`) on the trained supernet.
+
+    Edges are decided in a seeded random order; after each, the weights are fine-tuned for
+    ``pt_tune_steps`` weight steps at a tenth of the initial weight learning rate with the edges decided
+    so far fixed. The supernet is changed by the fine-tuning; α is not.
+    """
+    config = search.config
+    (alpha,) = search.alphas.values()
+    with search.expected_mixing(), torch.no_grad():
+        start = search.net.mixing("alpha", alpha).detach().clone()
+    saved_mixing = search.net.mixing
+
+    def accuracy(weights: torch.Tensor) -> float:
+        search.net.mixing = lambda name, a: weights
+        try:
+            return evaluate(search.net, val, search.device)[1]
+        finally:
+            search.net.mixing = saved_mixing
+
+    def tune(weights: torch.Tensor) -> None:
+        search.net.mixing = lambda name, a: weights
+        for group in search.w_opt.param_groups:
+            group["lr"] = config.w_lr / 10
+        try:
+            for _ in range(config.pt_tune_steps):
+                search.weight_step(search.parallel.shard(search.train_stream()))
+        finally:
+            search.net.mixing = saved_mixing
+
+    order = torch.randperm(start.shape[0], generator=torch.Generator().manual_seed(config.seed + 6)).tolist()
+    chosen, records = perturbation_select(start, accuracy, order, tune)
+    cell = Cell(tuple(OPERATIONS[int(k)] for k in chosen.argmax(dim=1)))
+    for record in records:
+        record["operation"] = OPERATIONS[record["choice"]]
+    return {"arch": str(cell), "val_acc": accuracy(chosen), "order": order, "edges": records,
+            "tune_steps": config.pt_tune_steps}
 
 
 def load_checkpoint(out_dir: Path) -> dict[str, Any]:
@@ -334,6 +417,7 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
                 group["lr"] = lr
             for group in search.a_opt.param_groups:
                 group["lr"] = config.arch_lr(epoch)
+            search.beta_weight = beta_decay_weight(config.beta_decay, epoch, config.epochs)
             losses: list[float] = []
             accs: list[float] = []
             infos: list[Any] = []
@@ -366,12 +450,15 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
                 bar.update(1)
             parallel.average_buffers(search.net)
             parallel.check_identical([*search.net.parameters(), *search.net.buffers()], "supernet weights and α")
-            val_metrics = evaluate(search.net, val, search.device)
+            with search.expected_mixing():
+                val_metrics = evaluate(search.net, val, search.device)
             seconds = time.perf_counter() - started
             state.alphas = search.alphas_now()
             state.history.append(_epoch_record(epoch, lr, losses, accs, val_metrics, seconds, steps, infos,
                                                skipped, config.search_space, state.alphas))
             state.history[-1]["alpha_lr"] = config.arch_lr(epoch)
+            if config.beta_decay > 0:
+                state.history[-1]["beta_weight"] = search.beta_weight
             state.wall_time += seconds
             state.epochs_done = epoch + 1
             if parallel.is_writer:
@@ -384,4 +471,6 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
         bar.close()
     if config.method == "random-ws":
         state.selected = select_by_weight_sharing(search, val, config.rsws_candidates)
+    if config.selection == "pt":
+        state.perturbation = select_by_perturbation(search, val)
     return state

@@ -18,6 +18,7 @@ from torch import nn
 
 from applications.nas.spaces.darts.genotype import EDGES, NUM_INPUTS, NUM_INTERMEDIATE, OPERATIONS
 from applications.nas.spaces.darts.ops import FactorizedReduce, make_darts_operation
+from applications.nas.spaces.mixing import Mixing, softmax_mixing
 from applications.nas.spaces.nb201.ops import ReLUConvBN, batch_norm
 
 ALPHA_NAMES: tuple[str, str] = ("alpha_normal", "alpha_reduce")
@@ -110,10 +111,12 @@ class DartsSupernet(nn.Module):
         num_ops = len(OPERATIONS)
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(len(EDGES), num_ops))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(len(EDGES), num_ops))
+        self.mixing: Mixing = softmax_mixing
+        """α -> mixing weights (see :mod:`applications.nas.spaces.mixing`); softmax unless a search sets another."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        normal = torch.softmax(self.alpha_normal, dim=-1)
-        reduce = torch.softmax(self.alpha_reduce, dim=-1)
+        normal = self.mixing("alpha_normal", self.alpha_normal)
+        reduce = self.mixing("alpha_reduce", self.alpha_reduce)
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from applications.nas.spaces.mixing import Mixing, softmax_mixing
 from applications.nas.spaces.nb201.cell import MixedCell
 from applications.nas.spaces.nb201.genotype import EDGES, OPERATIONS, Cell
 from applications.nas.spaces.nb201.ops import ResidualReduction, batch_norm
@@ -93,9 +94,11 @@ class Supernet(MacroNetwork):
             track_running_stats,
         )
         self.alpha = nn.Parameter(1e-3 * torch.randn(len(EDGES), len(OPERATIONS)))
+        self.mixing: Mixing = softmax_mixing
+        """α -> mixing weights (see :mod:`applications.nas.spaces.mixing`); softmax unless a search sets another."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = torch.softmax(self.alpha, dim=-1)
+        weights = self.mixing(ALPHA_NAME, self.alpha)
         return self._forward(x, lambda cell, h: cell(h, weights))
 
     def forward_path(self, x: torch.Tensor, cell: Cell) -> torch.Tensor:
