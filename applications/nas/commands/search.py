@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         "stabilisers (compose with every gradient method; see docs/nas.md)")
     stabilise.add_argument("--beta-decay", type=nonnegative_float, metavar="LAMBDA",
                            help="beta-DARTS: add lambda(t) * mean over edges of logsumexp(alpha_e) to the outer loss, "
-                                f"lambda ramped linearly from 0 towards LAMBDA over the epochs (beta-DARTS: 50) [{defaults.beta_decay}: off]")
+                                "lambda ramped linearly from 0 towards LAMBDA over the epochs (beta-DARTS: 50) "
+                                f"[{defaults.beta_decay}: off]")
     stabilise.add_argument("--dirichlet", action=argparse.BooleanOptionalAction,
                            help="DrNAS: mixing weights sampled from Dir(elu(alpha)+1) by the pathwise gradient, one "
                                 "sample held within each hypergradient [off: softmax(alpha)]")
@@ -220,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "operation whose removal costs the trained supernet the most validation accuracy, "
                                 "fine-tuning between edges; the argmax cell is reported too) [argmax]")
     stabilise.add_argument("--pt-tune-steps", type=nonnegative_int,
-                           help=f"with --selection pt: weight steps of fine-tuning after each decided edge [{defaults.pt_tune_steps}]")
+                           help="with --selection pt: weight steps of fine-tuning after each decided edge "
+                                f"[{defaults.pt_tune_steps}]")
 
     result = parser.add_argument_group("derivation and benchmark")
     result.add_argument("--exclude-none", action="store_true",

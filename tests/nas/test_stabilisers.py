@@ -1,0 +1,226 @@
+"""The search stabilisers: β-decay, Dirichlet mixing and perturbation-based selection.
+
+Each is checked against an answer known without the code under test: the closed-form gradient of
+logsumexp, autograd through torch's own Gamma sampler and the Dirichlet mean's closed form, and a
+planted problem whose useful operations are known by construction.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from applications.nas.commands.search import build_parser, config_from_args
+from applications.nas.commands.search import cli as search_cli
+from applications.nas.common.data import load_dataset, split_train_val
+from applications.nas.searching.config import SearchConfig, SearchConfigError
+from applications.nas.searching.loop import SearchState, _Search, run_search
+from applications.nas.searching.selection import perturbation_select
+from applications.nas.searching.stabilisers import (
+    DirichletMixing,
+    beta_decay_penalty,
+    beta_decay_weight,
+    dirichlet_concentration,
+    dirichlet_kl_penalty,
+)
+from applications.nas.spaces.nb201.genotype import Cell
+
+pytestmark = pytest.mark.float32
+
+
+# β-decay
+
+
+def test_beta_decay_gradient_is_softmax_over_the_number_of_edges() -> None:
+    generator = torch.Generator().manual_seed(0)
+    alphas = {"alpha_normal": torch.randn(14, 8, generator=generator, dtype=torch.float64, requires_grad=True),
+              "alpha_reduce": torch.randn(14, 8, generator=generator, dtype=torch.float64, requires_grad=True)}
+    grads = torch.autograd.grad(beta_decay_penalty(alphas), list(alphas.values()))
+    for grad, alpha in zip(grads, alphas.values()):
+        torch.testing.assert_close(grad, torch.softmax(alpha.detach(), dim=-1) / 28, rtol=1e-12, atol=0)
+
+
+def test_beta_decay_ramps_linearly_from_zero() -> None:
+    assert [beta_decay_weight(50.0, epoch, 10) for epoch in (0, 5, 9)] == [0.0, 25.0, 45.0]
+
+
+def _tiny_config(**changes: object) -> SearchConfig:
+    values = dict(dataset="digits", train_subset=96, batch_size=16, channels=2, cells_per_stage=1, epochs=2,
+                  solver_max_iter=3, alpha_lr=0.05, seed=1)
+    values.update(changes)
+    return SearchConfig(**values)  # type: ignore[arg-type]
+
+
+def _search(config: SearchConfig) -> _Search:
+    data = load_dataset(config.dataset)
+    train, val = split_train_val(data.train, config.seed, config.train_subset)
+    return _Search(config, train, val)
+
+
+@pytest.mark.parametrize("method", ["darts-1st", "implicit-cg"])
+def test_beta_decay_adds_exactly_its_gradient_to_the_architecture_step(method: str) -> None:
+    """Same state, same batches: α's gradient with λ minus without it is λ·softmax(α_e)/|E| (any method)."""
+    grads = []
+    for strength in (0.0, 7.0):
+        search = _search(_tiny_config(method=method, beta_decay=strength))
+        search.beta_weight = strength
+        batch = search.train_stream()
+        search.weight_step(batch)
+        search.a_opt.step = lambda: None  # keep α where it is, read its gradient
+        search.arch_step(0.025, batch)
+        grads.append(search.alpha.grad.clone())
+        alpha = search.alpha.detach().clone()
+    torch.testing.assert_close(grads[1] - grads[0], 7.0 * torch.softmax(alpha, dim=-1) / 6, rtol=1e-4, atol=1e-6)
+
+
+# Dirichlet mixing
+
+
+def test_dirichlet_sample_and_its_gradient_equal_autograd_through_torch_gamma_sampler() -> None:
+    """The held sample is torch's Gamma draw, and the surrogate's derivative is torch's implicit gradient."""
+    alpha = torch.randn(6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    weights = torch.randn(6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+
+    draws = torch._standard_gamma(dirichlet_concentration(alpha), generator=torch.Generator().manual_seed(3))
+    reference = draws / draws.sum(dim=-1, keepdim=True)
+    (expected,) = torch.autograd.grad((reference * weights).sum(), alpha)
+
+    mixing = DirichletMixing(torch.Generator().manual_seed(3))
+    mixing.resample({"alpha": alpha})
+    theta = mixing("alpha", alpha)
+    (got,) = torch.autograd.grad((theta * weights).sum(), alpha)
+    torch.testing.assert_close(theta, reference.detach(), rtol=1e-14, atol=0)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_dirichlet_pathwise_gradient_is_unbiased_for_the_mean() -> None:
+    """E[∂(c·θ)/∂α] over many samples = ∂(c·E[θ])/∂α, with E[θ] = a / Σa in closed form."""
+    alpha = torch.tensor([[0.3, -0.7, 1.2, 0.0]], dtype=torch.float64, requires_grad=True)
+    c = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+    n = 200_000
+    many = alpha.expand(n, 4)
+    mixing = DirichletMixing(torch.Generator().manual_seed(0))
+    mixing.resample({"alpha": many})
+    (estimate,) = torch.autograd.grad((mixing("alpha", many) @ c).mean(), alpha)
+    a = dirichlet_concentration(alpha)
+    (exact,) = torch.autograd.grad((a / a.sum()) @ c, alpha)
+    torch.testing.assert_close(estimate, exact, rtol=0.03, atol=3e-3)
+
+
+def test_dirichlet_sample_is_held_until_resampled_and_expected_mode_is_the_mean() -> None:
+    alpha = torch.zeros(6, 5)
+    mixing = DirichletMixing(torch.Generator().manual_seed(0))
+    with pytest.raises(RuntimeError, match="resample"):
+        mixing("alpha", alpha)
+    mixing.resample({"alpha": alpha})
+    first = mixing("alpha", alpha)
+    assert torch.equal(first, mixing("alpha", alpha))
+    torch.testing.assert_close(first.sum(dim=-1), torch.ones(6))
+    mixing.resample({"alpha": alpha})
+    assert not torch.equal(first, mixing("alpha", alpha))
+    mixing.expected = True
+    torch.testing.assert_close(mixing("alpha", torch.tensor([[0.0, 1.0, -1.0]])),
+                               torch.tensor([[1.0, 2.0, torch.exp(torch.tensor(-1.0))]]) / (3 + torch.exp(torch.tensor(-1.0))))
+
+
+def test_dirichlet_kl_is_zero_at_the_flat_prior_and_positive_elsewhere() -> None:
+    assert float(dirichlet_kl_penalty({"alpha": torch.zeros(6, 5)})) == pytest.approx(0.0, abs=1e-6)
+    assert float(dirichlet_kl_penalty({"alpha": torch.tensor([[2.0, 0.0, 0.0, 0.0, 0.0]])})) > 0.01
+
+
+def test_a_dirichlet_search_resumes_to_the_result_of_an_uninterrupted_one(tmp_path: Path) -> None:
+    config = _tiny_config(method="darts-1st", dirichlet=True, epochs=3)
+    whole = run_search(config, tmp_path / "whole", progress=False)
+
+    class Interrupted(Exception):
+        pass
+
+    def stop(epoch: int, state: SearchState) -> None:
+        if epoch == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run_search(config, tmp_path / "cut", progress=False, on_epoch_end=stop)
+    resumed = run_search(config, tmp_path / "cut", resume=True, progress=False)
+    assert torch.equal(whole.alphas["alpha"], resumed.alphas["alpha"])
+
+
+# Perturbation-based selection
+
+
+def _planted_problem() -> tuple[torch.Tensor, object, list[int], list[int]]:
+    """Three edges of five operations; per edge one operation carries the labels' signal (planted),
+    another gets the largest mixing weight but only adds noise (the distractor)."""
+    generator = torch.Generator().manual_seed(0)
+    edges, ops, n, d, classes = 3, 5, 2000, 10, 4
+    x = torch.randn(n, d, generator=generator)
+    truth = torch.randn(d, classes, generator=generator)
+    y = (x @ truth).argmax(dim=1)
+    planted, distractor = [3, 1, 4], [2, 3, 1]
+    maps = torch.randn(edges, ops, d, classes, generator=generator)
+    maps[:, 0] = 0  # column 0 is `none`: no output
+    for e in range(edges):
+        maps[e, planted[e]] = truth
+    weights = torch.full((edges, ops), 0.1)
+    for e in range(edges):
+        weights[e, distractor[e]] = 0.5
+        weights[e, planted[e]] = 0.2
+
+    def accuracy(w: torch.Tensor) -> float:
+        logits = torch.einsum("nd,eodc,eo->nc", x, maps, w)
+        return float((logits.argmax(dim=1) == y).float().mean())
+
+    return weights, accuracy, planted, distractor
+
+
+def test_perturbation_picks_the_planted_operation_where_argmax_picks_the_distractor() -> None:
+    weights, accuracy, planted, distractor = _planted_problem()
+    assert weights.argmax(dim=1).tolist() == distractor
+    tuned: list[torch.Tensor] = []
+    chosen, records = perturbation_select(weights, accuracy, [2, 0, 1], tune=lambda w: tuned.append(w.clone()))
+    assert chosen.argmax(dim=1).tolist() == planted
+    assert torch.equal(chosen.sum(dim=1), torch.ones(3)) and set(chosen.unique().tolist()) == {0.0, 1.0}
+    assert [r["edge"] for r in records] == [2, 0, 1]
+    for record in records:
+        assert record["drops"][0] == 0.0  # masking `none` changes nothing
+        assert record["choice"] == planted[record["edge"]]
+    # Fine-tuning after every edge but the last, seeing the edges decided so far as one-hot rows.
+    assert len(tuned) == 2
+    assert tuned[0][2].tolist() == [1.0 if k == planted[2] else 0.0 for k in range(5)]
+    assert torch.equal(tuned[0][0], weights[0])
+
+
+def test_perturbation_refuses_an_order_that_is_not_a_set_of_edges() -> None:
+    weights, accuracy, _, _ = _planted_problem()
+    with pytest.raises(ValueError, match="distinct edges"):
+        perturbation_select(weights, accuracy, [0, 0, 1])
+    with pytest.raises(ValueError, match="distinct edges"):
+        perturbation_select(weights, accuracy, [0, 3])
+
+
+def test_a_search_with_perturbation_selection_reports_both_cells(tmp_path: Path, tiny_search: list[str]) -> None:
+    out = tmp_path / "pt"
+    assert search_cli([*tiny_search, "--method", "darts-1st", "--beta-decay", "50", "--dirichlet",
+                       "--selection", "pt", "--pt-tune-steps", "2", "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["arch"] == result["arch_pt"] == result["perturbation"]["arch"]
+    assert result["derivation"] == "perturbation (DARTS-PT)"
+    Cell.parse(result["arch_argmax"])
+    assert sorted(result["perturbation"]["order"]) == list(range(6))
+    assert [len(r["drops"]) for r in result["perturbation"]["edges"]] == [5] * 6
+    assert result["config"]["beta_decay"] == 50 and result["config"]["dirichlet"] is True
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["beta_weight"] for r in log] == [0.0, 25.0]
+
+
+def test_perturbation_selection_needs_an_nb201_gradient_search() -> None:
+    with pytest.raises(SearchConfigError, match="selection pt"):
+        SearchConfig(space="darts", selection="pt")
+    with pytest.raises(SearchConfigError, match="selection pt"):
+        SearchConfig(method="random-ws", selection="pt")
+    with pytest.raises(SearchConfigError, match="selection"):
+        config_from_args(build_parser().parse_args(["--out", "x", "--pt-tune-steps", "0", "--selection", "pt",
+                                                    "--space", "darts"]))
