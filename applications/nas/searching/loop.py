@@ -320,13 +320,15 @@ def select_by_perturbation(search: _Search, val: ImageSet) -> dict[str, Any]:
         finally:
             search.net.mixing = saved_mixing
 
+    argmax_weights = torch.nn.functional.one_hot(start.argmax(dim=1), start.shape[1]).to(start.dtype)
+    argmax_val_acc = accuracy(argmax_weights)  # the argmax cell on the search's final weights, before any tuning
     order = torch.randperm(start.shape[0], generator=torch.Generator().manual_seed(config.seed + 6)).tolist()
     chosen, records = perturbation_select(start, accuracy, order, tune)
     cell = Cell(tuple(OPERATIONS[int(k)] for k in chosen.argmax(dim=1)))
     for record in records:
         record["operation"] = OPERATIONS[record["choice"]]
-    return {"arch": str(cell), "val_acc": accuracy(chosen), "order": order, "edges": records,
-            "tune_steps": config.pt_tune_steps}
+    return {"arch": str(cell), "val_acc": accuracy(chosen), "argmax_val_acc": argmax_val_acc, "order": order,
+            "edges": records, "tune_steps": config.pt_tune_steps}
 
 
 def load_checkpoint(out_dir: Path) -> dict[str, Any]:
