@@ -29,10 +29,11 @@ import torch
 
 from hypergrad import methods as m
 from hypergrad import tree
-from hypergrad.distributed import Reduce, reduce_parts, reduced
+from hypergrad.distributed import Reduce, reduced
 from hypergrad.errors import HypergradInputError
 from hypergrad.linearization import Map, MapLinearization
-from hypergrad.solvers import SolveInfo, bicgstab, dense_solve, fixed_point, gmres, largest_eigenvalue, normal_cg
+from hypergrad.operator import LinearOperator
+from hypergrad.solvers import SolveInfo
 
 
 @dataclass(frozen=True)
@@ -83,31 +84,20 @@ def check_condition_method(method: object, caller: str = "") -> None:
                                   f"condition's Jacobian is not symmetric: use one of {names}")
 
 
-def _contraction(trace: tuple[float, ...], window: int = 5) -> float:
-    """Per-step factor of the residual over the last ``window`` steps: ρ(∂_wT) for the fixed-point iteration."""
-    k = min(window, len(trace) - 1)
-    if k < 1 or not trace[-1 - k] > 0:
-        return float("nan")
-    return (trace[-1] / trace[-1 - k]) ** (1.0 / k)
+def condition_system(method: Any, condition: Condition, params: dict[str, torch.Tensor],
+                     hparams: dict[str, torch.Tensor], draw_inner: Callable[[], Any], reduce: Reduce | None = None
+                     ) -> tuple[LinearOperator, Callable[[dict], dict], Callable[[SolveInfo], SolveInfo]]:
+    """The adjoint operator of ``condition`` at (w, λ), its correction, and the counts for the record.
 
-
-def condition_solve(method: object, condition: Condition, params: dict[str, torch.Tensor],
-                    hparams: dict[str, torch.Tensor], rhs: dict[str, torch.Tensor], draw_inner: Callable[[], Any],
-                    reduce: Reduce | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
-    """Solve the adjoint system of ``condition`` for ``rhs`` = ∂_wL; return ``(u, correction, info)``.
-
-    ``dL/dλ = ∂_λL − correction``: for a root A = (∂_wF)ᵀ and correction = (∂_λF)ᵀ u; for a fixed point
-    A = I − (∂_wT)ᵀ and correction = −(∂_λT)ᵀ u. One inner batch serves the solve and the mixed
-    product. ``info.hvps`` counts the Jacobian products (VJPs and JVPs; ``info.extra`` splits them).
-    With ``reduce`` (data-parallel), each Jacobian product and the correction are averaged over processes.
+    For a root A = (∂_wF)ᵀ and correction = (∂_λF)ᵀ u; for a fixed point A = I − (∂_wT)ᵀ and
+    correction = −(∂_λT)ᵀ u, so that dL/dλ = ∂_λL − correction. One inner batch serves the solve and
+    the correction. ``info.hvps`` counts the Jacobian products (VJPs and JVPs; ``info.extra`` splits
+    them). With ``reduce`` (data-parallel), each Jacobian product is averaged over processes.
     """
-    if not isinstance(method, (m.Exact, m.FixedPoint, m.GMRES, m.BiCGSTAB, m.NormalCG)):
-        check_condition_method(method)
-        raise TypeError(f"{type(method).__name__} solves no linear system")
+    check_condition_method(method)
     fixed = isinstance(condition, FixedPointMap)
-    who = "FixedPointMap" if fixed else "Root"
-    lin = MapLinearization(condition.fn, params, hparams, draw_inner(), mode=method.hvp, who=who)
-
+    lin = MapLinearization(condition.fn, params, hparams, draw_inner(), mode=method.hvp,
+                           who="FixedPointMap" if fixed else "Root")
     vjp = reduced(lin.vjp, reduce, "a Jacobian product (VJP)")
     jvp = reduced(lin.jvp, reduce, "a Jacobian product (JVP)")
 
@@ -117,32 +107,12 @@ def condition_solve(method: object, condition: Condition, params: dict[str, torc
     def rmatvec(u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return tree.sub(u, jvp(u)) if fixed else jvp(u)
 
-    if isinstance(method, m.Exact):
-        u, info = dense_solve(matvec, rhs, damping=method.damping, symmetric=False)
-    elif isinstance(method, m.FixedPoint):
-        # γ = 1 is the plain adjoint iteration u ← (∂_wT)ᵀu + ∂_wL; for a root, 1/|λ_max| by power iteration.
-        lr = method.lr if method.lr != "auto" else (
-            1.0 if fixed else 1.0 / (largest_eigenvalue(matvec, rhs) + method.damping))
-        u, info = fixed_point(matvec, rhs, lr=lr, max_iter=method.max_iter, tol=method.tol, damping=method.damping,
-                              check_every=method.check_every)
-        if info.residual_trace and not info.converged:
-            rate = _contraction(info.residual_trace)
-            info = info.replace(extra={**info.extra, "contraction": rate})
-            if fixed and (info.diverged or rate >= 1):
-                info = info.replace(diverged=True, message=(
-                    f"FixedPoint: T is not contractive at the solution: the adjoint iteration u ← (∂_wT)ᵀu + ∂_wL "
-                    f"changes its residual by ×{rate:.3g} per step (spectral radius of ∂_wT ≥ 1); use GMRES()"))
-    elif isinstance(method, m.GMRES):
-        u, info = gmres(matvec, rhs, restart=method.restart, max_iter=method.max_iter, tol=method.tol,
-                        check_every=method.check_every)
-    elif isinstance(method, m.BiCGSTAB):
-        u, info = bicgstab(matvec, rhs, max_iter=method.max_iter, tol=method.tol, check_every=method.check_every)
-    else:
-        u, info = normal_cg(matvec, rmatvec, rhs, max_iter=method.max_iter, tol=method.tol,
-                            check_every=method.check_every)
-    (correction,) = reduce_parts(reduce, "the mixed product", lin.vjp_hparams(u))
-    if fixed:
-        correction = tree.scale(correction, -1.0)
-    info = info.replace(hvps=lin.vjps + lin.jvps, mixed_products=1, gradients=1, inner_batches=1,
-                        extra={**info.extra, "vjps": lin.vjps, "jvps": lin.jvps})
-    return u, correction, info
+    def correction(u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        c = lin.vjp_hparams(u)
+        return tree.scale(c, -1.0) if fixed else c
+
+    def record(info: SolveInfo) -> SolveInfo:
+        return info.replace(hvps=lin.vjps + lin.jvps, mixed_products=1, gradients=1, inner_batches=1,
+                            extra={**info.extra, "vjps": lin.vjps, "jvps": lin.jvps})
+
+    return LinearOperator(matvec, rmatvec, "fixed_point" if fixed else "root"), correction, record

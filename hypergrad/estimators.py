@@ -15,23 +15,11 @@ import torch
 
 from hypergrad import methods as m
 from hypergrad import tree
-from hypergrad.conditions import Condition, check_condition_method, condition_solve
+from hypergrad.conditions import Condition, check_condition_method, condition_system
 from hypergrad.distributed import Reduce, reduce_parts, reduced
-from hypergrad.errors import HypergradInputError
 from hypergrad.linearization import Linearization, Loss, as_scalar_loss, autograd_grads, call_loss, loss_and_grads
-from hypergrad.solvers import (
-    SolveInfo,
-    bicgstab,
-    conjugate_gradient,
-    dense_solve,
-    fixed_point,
-    gmres,
-    largest_eigenvalue,
-    minres,
-    neumann_series,
-    normal_cg,
-)
-from hypergrad.user_code import call
+from hypergrad.operator import LinearOperator
+from hypergrad.solvers import SolveInfo
 
 Checks = list[tuple[str, torch.Tensor]]
 
@@ -85,99 +73,65 @@ def one_step(method: m.OneStep, p: Problem) -> Estimate:
     return Estimate(grads, direct, value, info, checks)
 
 
-def _step_size(method: m.Neumann | m.FixedPoint, hvp: Callable[[dict], dict], like: dict[str, torch.Tensor]
-               ) -> float | torch.Tensor:
-    if method.lr != "auto":
-        return method.lr
-    damping = getattr(method, "damping", 0.0)
-    return 1.0 / (largest_eigenvalue(hvp, like) + damping)
-
-
-def _checked(preconditioner: Callable[[dict], dict] | None) -> Callable[[dict], dict] | None:
-    """The user's preconditioner, with its output checked against its input's keys and shapes."""
-    if preconditioner is None:
-        return None
-
-    def apply(r: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = call(preconditioner, "CG preconditioner(r)", "a preconditioned CG iteration", r)
-        if not isinstance(out, dict):
-            raise HypergradInputError(f"CG preconditioner returned a {type(out).__name__}; expected a dict like params")
-        tree.check_like(r, out, "CG preconditioner output")
-        return out
-
-    return apply
-
-
-def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, params: dict[str, torch.Tensor],
-                   hparams: dict[str, torch.Tensor], rhs: dict[str, torch.Tensor],
-                   draw_inner: Callable[[], Any], reduce: Reduce | None = None
-                   ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
-    """Solve ``(H + δI) v = rhs`` with ``method`` and return ``(v, (∂²_{λw} f)ᵀ v, info)``.
-
-    With ``reduce`` (data-parallel; ``rhs`` already reduced), every Hessian-vector product and the
-    mixed product are averaged over processes as they are computed.
+def _hessian_system(method: m.ImplicitMethod, inner_loss: Loss, params: dict[str, torch.Tensor],
+                    hparams: dict[str, torch.Tensor], draw_inner: Callable[[], Any], reduce: Reduce | None
+                    ) -> tuple[LinearOperator, Callable[[dict], dict], Callable[[SolveInfo], SolveInfo]]:
+    """The Hessian operator of ``inner_loss`` at (w, λ), its mixed product, and the counts for the record.
 
     The first inner batch serves the solve and the mixed product. Its linearization (the graph of
     ∂_w f) is built when first needed, so that the stochastic Neumann series, whose terms each build
-    and free their own, holds at most one such graph at a time. A root or fixed-point condition in
-    place of ``inner_loss`` goes to :func:`~hypergrad.conditions.condition_solve`.
+    and free their own (``operator.sample``), holds at most one such graph at a time.
     """
-    if isinstance(inner_loss, Condition):
-        return condition_solve(method, inner_loss, params, hparams, rhs, draw_inner, reduce)
     # A stochastic Neumann series that shares its last term's batch with the mixed product draws no
     # batch of its own; every other method evaluates the solve and the mixed product on this one.
-    shared = isinstance(method, m.StochasticNeumann) and method.share_batch and method.terms > 0
+    shared = bool(getattr(method, "shares_batch", False))
     batch = None if shared else draw_inner()
     built: list[Linearization] = []
+    fresh = {"hvps": 0}
 
     def lin() -> Linearization:
         if not built:
             built.append(Linearization(inner_loss, params, hparams, batch, mode=method.hvp))
         return built[0]
 
+    def fresh_hvp(u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        fresh["hvps"] += 1
+        if shared:  # free the previous term's graph before building this one's: one graph alive at a time
+            built.clear()
+        term = Linearization(inner_loss, params, hparams, draw_inner(), mode=method.hvp)
+        if shared:  # the latest term's graph serves the mixed product
+            built.append(term)
+        return term.hvp(u)
+
     hvp = reduced(lambda u: lin().hvp(u), reduce, "a Hessian-vector product")
+    operator = LinearOperator(hvp, hvp, "hessian", sample=reduced(fresh_hvp, reduce, "a Hessian-vector product"))
 
-    fresh = {"hvps": 0, "batches": 0}
-    if isinstance(method, m.Exact):
-        v, info = dense_solve(hvp, rhs, damping=method.damping)
-    elif isinstance(method, m.CG):
-        v, info = conjugate_gradient(hvp, rhs, max_iter=method.max_iter, tol=method.tol, damping=method.damping,
-                                     preconditioner=_checked(method.preconditioner), check_every=method.check_every)
-    elif isinstance(method, m.MINRES):
-        v, info = minres(hvp, rhs, max_iter=method.max_iter, tol=method.tol, damping=method.damping,
-                         check_every=method.check_every)
-    elif isinstance(method, m.FixedPoint):
-        v, info = fixed_point(hvp, rhs, lr=_step_size(method, hvp, rhs), max_iter=method.max_iter,
-                              tol=method.tol, damping=method.damping, check_every=method.check_every)
-    elif isinstance(method, m.GMRES):
-        v, info = gmres(hvp, rhs, restart=method.restart, max_iter=method.max_iter, tol=method.tol,
-                        check_every=method.check_every)
-    elif isinstance(method, m.BiCGSTAB):
-        v, info = bicgstab(hvp, rhs, max_iter=method.max_iter, tol=method.tol, check_every=method.check_every)
-    elif isinstance(method, m.NormalCG):
-        v, info = normal_cg(hvp, hvp, rhs, max_iter=method.max_iter, tol=method.tol, check_every=method.check_every)
-    elif isinstance(method, m.StochasticNeumann):
-        def fresh_hvp(u: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            fresh["hvps"] += 1
-            fresh["batches"] += 1
-            if shared:  # free the previous term's graph before building this one's: one graph alive at a time
-                built.clear()
-            term = Linearization(inner_loss, params, hparams, draw_inner(), mode=method.hvp)
-            if shared:  # the latest term's graph serves the mixed product
-                built.append(term)
-            return term.hvp(u)
+    def record(info: SolveInfo) -> SolveInfo:
+        batches = (0 if shared else 1) + fresh["hvps"]
+        own_hvps = 0 if shared else lin().hvps  # a shared term's product is already among the fresh ones
+        return info.replace(hvps=own_hvps + fresh["hvps"], mixed_products=1, gradients=batches, inner_batches=batches)
 
-        v, info = neumann_series(reduced(fresh_hvp, reduce, "a Hessian-vector product"), rhs, terms=method.terms,
-                                 lr=_step_size(method, hvp, rhs), name="StochasticNeumann")
-    elif isinstance(method, m.Neumann):
-        v, info = neumann_series(hvp, rhs, terms=method.terms, lr=_step_size(method, hvp, rhs))
+    return operator, lambda v: lin().mixed(v), record
+
+
+def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, params: dict[str, torch.Tensor],
+                   hparams: dict[str, torch.Tensor], rhs: dict[str, torch.Tensor],
+                   draw_inner: Callable[[], Any], reduce: Reduce | None = None
+                   ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
+    """Solve the adjoint system ``A v = rhs`` with ``method``; return ``(v, correction, info)``, dF/dλ = ∂_λF − correction.
+
+    The operator is the one decision made here: the Hessian (+ the method's damping) of an inner loss,
+    with correction (∂²_{λw} f)ᵀ v, or a root or fixed-point condition's transposed Jacobian
+    (:func:`~hypergrad.conditions.condition_system`). With ``reduce`` (data-parallel; ``rhs`` already
+    reduced), every product and the correction are averaged over processes as they are computed.
+    """
+    if isinstance(inner_loss, Condition):
+        operator, correction, record = condition_system(method, inner_loss, params, hparams, draw_inner, reduce)
     else:
-        raise TypeError(f"{type(method).__name__} is not an implicit method")
-    (mixed,) = reduce_parts(reduce, "the mixed product", lin().mixed(v))
-    batches = (0 if shared else 1) + fresh["batches"]
-    own_hvps = 0 if shared else lin().hvps  # a shared term's product is already among the fresh ones
-    info = info.replace(hvps=own_hvps + fresh["hvps"], mixed_products=1, gradients=batches, inner_batches=batches)
-    return v, mixed, info
+        operator, correction, record = _hessian_system(method, inner_loss, params, hparams, draw_inner, reduce)
+    v, info = method.solve(operator, rhs)
+    (mixed,) = reduce_parts(reduce, "the mixed product", correction(v))
+    return v, mixed, record(info)
 
 
 def implicit(method: m.ImplicitMethod, p: Problem) -> Estimate:

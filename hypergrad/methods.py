@@ -13,8 +13,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import torch
+
+from hypergrad import tree
 from hypergrad.errors import HypergradInputError
 from hypergrad.linearization import check_hvp_mode
+from hypergrad.operator import LinearOperator, MatVec
+from hypergrad.solvers import (
+    SolveInfo,
+    bicgstab,
+    conjugate_gradient,
+    dense_solve,
+    fixed_point,
+    gmres,
+    largest_eigenvalue,
+    minres,
+    neumann_series,
+    normal_cg,
+)
+from hypergrad.user_code import call
+
+Solution = tuple[tree.Tree, SolveInfo]
 
 
 def _positive_int(obj: object, name: str, value: Any, minimum: int = 1) -> None:
@@ -46,6 +65,36 @@ def _products(obj: Any) -> None:
     check_hvp_mode(obj.hvp)
     if obj.check_every is not None:
         _positive_int(obj, "check_every", obj.check_every)
+
+
+def _auto_step(lr: float | str, op: LinearOperator, like: tree.Tree, damping: float = 0.0) -> float | torch.Tensor:
+    """γ = ``lr``, or for ``"auto"`` 1/(λ_max(A) + δ) by power iteration (20 products)."""
+    if lr != "auto":
+        return float(lr)
+    return 1.0 / (largest_eigenvalue(op.matvec, like) + damping)
+
+
+def _checked(preconditioner: Callable[[dict], dict] | None) -> MatVec | None:
+    """The user's preconditioner, with its output checked against its input's keys and shapes."""
+    if preconditioner is None:
+        return None
+
+    def apply(r: tree.Tree) -> tree.Tree:
+        out = call(preconditioner, "CG preconditioner(r)", "a preconditioned CG iteration", r)
+        if not isinstance(out, dict):
+            raise HypergradInputError(f"CG preconditioner returned a {type(out).__name__}; expected a dict like params")
+        tree.check_like(r, out, "CG preconditioner output")
+        return out
+
+    return apply
+
+
+def _contraction(trace: tuple[float, ...], window: int = 5) -> float:
+    """Per-step factor of the residual over the last ``window`` steps: ρ(∂_wT) for the fixed-point iteration."""
+    k = min(window, len(trace) - 1)
+    if k < 1 or not trace[-1 - k] > 0:
+        return float("nan")
+    return (trace[-1] / trace[-1 - k]) ** (1.0 / k)
 
 
 @dataclass(frozen=True)
@@ -96,6 +145,10 @@ class Exact:
         _nonnegative(self, "damping", self.damping)
         check_hvp_mode(self.hvp)
 
+    def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
+        """``(A + δI)⁻¹ b`` by LU on the materialised matrix (a starting guess is not needed)."""
+        return dense_solve(op.matvec, b, damping=self.damping, symmetric=op.symmetric)
+
 
 @dataclass(frozen=True)
 class CG:
@@ -131,6 +184,10 @@ class CG:
         if self.check_every is not None:
             _positive_int(self, "check_every", self.check_every)
 
+    def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
+        return conjugate_gradient(op.matvec, b, max_iter=self.max_iter, tol=self.tol, damping=self.damping,
+                                  x0=x0, preconditioner=_checked(self.preconditioner), check_every=self.check_every)
+
 
 @dataclass(frozen=True)
 class MINRES:
@@ -153,6 +210,10 @@ class MINRES:
             raise HypergradInputError(f"MINRES(damping={self.damping!r}): expected a finite number")
         _products(self)
 
+    def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
+        return minres(op.matvec, b, max_iter=self.max_iter, tol=self.tol, damping=self.damping,
+                      check_every=self.check_every)
+
 
 @dataclass(frozen=True)
 class Neumann:
@@ -172,6 +233,10 @@ class Neumann:
         _positive_int(self, "terms", self.terms, minimum=0)
         _step(self, self.lr)
         check_hvp_mode(self.hvp)
+
+    def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
+        """The truncated series from zero: a series has no starting guess."""
+        return neumann_series(op.matvec, b, terms=self.terms, lr=_auto_step(self.lr, op, b))
 
 
 @dataclass(frozen=True)
@@ -202,6 +267,17 @@ class StochasticNeumann(Neumann):
             raise HypergradInputError("StochasticNeumann share_batch=True needs a numeric lr: lr='auto' would need "
                                       "a batch of its own for the power iteration")
 
+    @property
+    def shares_batch(self) -> bool:
+        """Whether the mixed product reuses the last Hessian term's batch (so no batch of its own is drawn)."""
+        return self.share_batch and self.terms > 0
+
+    def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
+        if op.sample is None:
+            raise HypergradInputError("StochasticNeumann needs an operator that draws inner batches; "
+                                      "a root or fixed-point condition has none")
+        return neumann_series(op.sample, b, terms=self.terms, lr=_auto_step(self.lr, op, b), name="StochasticNeumann")
+
 
 @dataclass(frozen=True)
 class FixedPoint:
@@ -224,6 +300,22 @@ class FixedPoint:
         _iterations(self)
         _nonnegative(self, "damping", self.damping)
         _products(self)
+
+    def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
+        """With ``lr="auto"``: γ = 1 for a fixed-point map (the plain adjoint iteration u ← (∂_wT)ᵀu + b),
+        else 1/(λ_max + δ) by power iteration. For a condition, a stalled iteration reports its contraction."""
+        lr = 1.0 if self.lr == "auto" and op.kind == "fixed_point" else _auto_step(self.lr, op, b, self.damping)
+        x, info = fixed_point(op.matvec, b, lr=lr, max_iter=self.max_iter, tol=self.tol, damping=self.damping,
+                              x0=x0, check_every=self.check_every)
+        if op.kind == "hessian" or not info.residual_trace or info.converged:
+            return x, info
+        rate = _contraction(info.residual_trace)
+        info = info.replace(extra={**info.extra, "contraction": rate})
+        if op.kind == "fixed_point" and (info.diverged or rate >= 1):
+            info = info.replace(diverged=True, message=(
+                f"FixedPoint: T is not contractive at the solution: the adjoint iteration u ← (∂_wT)ᵀu + ∂_wL "
+                f"changes its residual by ×{rate:.3g} per step (spectral radius of ∂_wT ≥ 1); use GMRES()"))
+        return x, info
 
 
 @dataclass(frozen=True)
@@ -257,6 +349,10 @@ class GMRES:
         _positive_int(self, "restart", self.restart)
         _products(self)
 
+    def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
+        return gmres(op.matvec, b, restart=self.restart, max_iter=self.max_iter, tol=self.tol, x0=x0,
+                     check_every=self.check_every)
+
 
 @dataclass(frozen=True)
 class BiCGSTAB:
@@ -276,6 +372,9 @@ class BiCGSTAB:
     def __post_init__(self) -> None:
         _iterations(self)
         _products(self)
+
+    def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
+        return bicgstab(op.matvec, b, max_iter=self.max_iter, tol=self.tol, x0=x0, check_every=self.check_every)
 
 
 @dataclass(frozen=True)
@@ -297,6 +396,10 @@ class NormalCG:
     def __post_init__(self) -> None:
         _iterations(self)
         _products(self)
+
+    def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
+        return normal_cg(op.matvec, op.rmatvec, b, max_iter=self.max_iter, tol=self.tol,
+                         check_every=self.check_every)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,41 @@
+"""The matrix of a hypergradient's linear system, given by its products: what a method solves.
+
+An estimator chooses the operator — the Hessian ∂²_{ww} f of an inner loss, the transposed Jacobian
+(∂_wF)ᵀ of a root condition, I − (∂_wT)ᵀ of a fixed-point map — and hands it to the method's
+``solve(operator, b, x0)``; the method chooses how to solve ``A v = b``. A new solver is one method
+class; a new kind of condition is one operator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from hypergrad import tree
+
+MatVec = Callable[[tree.Tree], tree.Tree]
+Kind = Literal["hessian", "root", "fixed_point"]
+
+
+@dataclass(frozen=True)
+class LinearOperator:
+    """``A`` of the adjoint system ``A v = b``, by its products on parameter dicts.
+
+    Attributes:
+        matvec: ``v -> A v``.
+        rmatvec: ``v -> Aᵀ v`` (the same function as ``matvec`` when ``symmetric``).
+        kind: ``"hessian"`` (A = ∂²_{ww} f, symmetric), ``"root"`` (A = (∂_wF)ᵀ) or ``"fixed_point"``
+            (A = I − (∂_wT)ᵀ, whose natural Richardson step is 1: u ← (∂_wT)ᵀu + b).
+        sample: ``v -> A_B v`` with ``A_B`` evaluated on a fresh inner batch at every call (the
+            stochastic Neumann series), or None where the operator has no batches to draw.
+    """
+
+    matvec: MatVec
+    rmatvec: MatVec
+    kind: Kind = "hessian"
+    sample: MatVec | None = None
+
+    @property
+    def symmetric(self) -> bool:
+        return self.kind == "hessian"
