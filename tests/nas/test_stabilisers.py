@@ -224,3 +224,14 @@ def test_perturbation_selection_needs_an_nb201_gradient_search() -> None:
     with pytest.raises(SearchConfigError, match="selection"):
         config_from_args(build_parser().parse_args(["--out", "x", "--pt-tune-steps", "0", "--selection", "pt",
                                                     "--space", "darts"]))
+
+
+def test_fixed_alpha_trains_the_weights_only_and_chooses_by_perturbation(tmp_path: Path, tiny_search: list[str]) -> None:
+    out = tmp_path / "fixed"
+    assert search_cli([*tiny_search, "--method", "fixed-alpha", "--selection", "pt", "--pt-tune-steps", "1",
+                       "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    config = SearchConfig(**{**result["config"], "epochs": 2})
+    start = _search(config).alpha.detach()
+    assert torch.equal(torch.tensor(result["alpha"]), start)  # α never moved
+    assert result["arch"] == result["arch_pt"]

@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--method", choices=METHODS,
                      help=f"hypergradient: darts-1st (first order), darts-2nd (one-step unrolled, finite "
                           f"differences), idarts (stochastic Neumann), implicit-cg (conjugate gradient), implicit-minres "
-                          f"(MINRES: the same system without assuming a positive-definite Hessian), random-ws "
+                          f"(MINRES: the same system without assuming a positive-definite Hessian), fixed-alpha (weights "
+                          f"only, alpha left near uniform: DARTS-PT's fix-alpha, use with --selection pt), random-ws "
                           f"(baseline: random search with weight sharing, no alpha) [{defaults.method}]")
     run.add_argument("--epochs", type=positive_int, help=f"search epochs [{defaults.epochs}]")
     run.add_argument("--seed", type=nonnegative_int, help=f"seed of initialisation, split and batch order [{defaults.seed}]")

@@ -11,9 +11,10 @@ from applications.nas.spaces.registry import SPACES, SearchSpace
 ALPHA_LR_SCHEDULES = ("constant", "cosine")
 SELECTIONS = ("argmax", "pt")
 """How the final cell is chosen: the largest α per edge, or perturbation-based selection (DARTS-PT)."""
-METHODS = ("darts-1st", "darts-2nd", "idarts", "implicit-cg", "implicit-minres", "random-ws")
-GRADIENT_METHODS = METHODS[:-1]
-"""The methods that move α by a hypergradient; ``random-ws`` samples cells instead."""
+METHODS = ("darts-1st", "darts-2nd", "idarts", "implicit-cg", "implicit-minres", "random-ws", "fixed-alpha")
+GRADIENT_METHODS = METHODS[:-2]
+"""The methods that move α by a hypergradient; ``random-ws`` samples cells instead, and ``fixed-alpha``
+trains the supernet at its initial, near-uniform α (DARTS-PT's "fix-α", for ``selection="pt"``)."""
 
 
 class SearchConfigError(ValueError):

@@ -13,6 +13,8 @@ hypergradient of the validation loss, computed by the core library with the esti
 * ``implicit-cg``: (H + δI) v = ∂_wF by conjugate gradient (``CG``), on the last weight-step batch.
 * ``implicit-minres``: the same system by ``MINRES``, which does not need H + δI positive definite
   (the supernet's Hessian away from a minimum is not).
+* ``fixed-alpha``: weight steps only, α left at its near-uniform start (DARTS-PT's "fix-α" baseline: the cell
+  is then chosen by perturbation, ``selection="pt"``, not by α).
 * ``random-ws``: the baseline of random search with weight sharing (Li and Talwalkar, 2019): no α.
   Each weight step trains one uniformly sampled cell (a single path through the supernet's shared
   weights); at the end ``rsws_candidates`` uniformly sampled cells are scored with those shared weights
