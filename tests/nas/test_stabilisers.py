@@ -193,6 +193,20 @@ def test_perturbation_picks_the_planted_operation_where_argmax_picks_the_distrac
     assert torch.equal(tuned[0][0], weights[0])
 
 
+def test_perturbation_skips_measuring_inert_operations() -> None:
+    weights, accuracy, planted, _ = _planted_problem()
+    calls: list[torch.Tensor] = []
+
+    def counted(w: torch.Tensor) -> float:
+        calls.append(w)
+        return accuracy(w)  # type: ignore[operator]
+
+    chosen, records = perturbation_select(weights, counted, [0, 1, 2], inert_columns=(0,))
+    assert chosen.argmax(dim=1).tolist() == planted
+    assert len(calls) == 3 * (1 + 4)  # per edge: the unmasked supernet and the four operations that have an output
+    assert all(r["drops"][0] == 0.0 for r in records)
+
+
 def test_perturbation_refuses_an_order_that_is_not_a_set_of_edges() -> None:
     weights, accuracy, _, _ = _planted_problem()
     with pytest.raises(ValueError, match="distinct edges"):

@@ -225,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="with --selection pt: weight steps of fine-tuning after each decided edge "
                                 f"[{defaults.pt_tune_steps}]")
 
+    stabilise.add_argument("--pt-val-images", type=positive_int,
+                           help="with --selection pt: score each masked supernet on the first N validation images "
+                                "(the same N for every mask) [all]")
+
     result = parser.add_argument_group("derivation and benchmark")
     result.add_argument("--exclude-none", action="store_true",
                         help="derive the cell without the `none` operation (argmax over the other four; "

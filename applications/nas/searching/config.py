@@ -51,6 +51,7 @@ class SearchConfig:
         selection: ``argmax`` (the largest α per edge) or ``pt`` (perturbation-based: per edge, the
             operation whose removal costs the supernet the most validation accuracy; both cells are reported).
         pt_tune_steps: ``pt``: weight steps of fine-tuning after each edge is decided.
+        pt_val_images: ``pt``: score the masked supernets on the first this many validation images (all if None).
         track_bn_stats: BatchNorm keeps running statistics (else it always normalises by the batch).
         augment: random crop and flip on training batches.
         device: torch device string.
@@ -91,6 +92,7 @@ class SearchConfig:
     dirichlet_kl: float = 1e-3
     selection: str = "argmax"
     pt_tune_steps: int = 50
+    pt_val_images: int | None = None
     track_bn_stats: bool = False
     augment: bool = False
     device: str = "cpu"
@@ -137,6 +139,8 @@ class SearchConfig:
                                     f"--space nb201 and a gradient method, got --space {self.space} --method {self.method}")
         if not isinstance(self.pt_tune_steps, int) or self.pt_tune_steps < 0:
             raise SearchConfigError(f"pt_tune_steps = {self.pt_tune_steps!r}; expected an integer >= 0")
+        if self.pt_val_images is not None and (not isinstance(self.pt_val_images, int) or self.pt_val_images < 1):
+            raise SearchConfigError(f"pt_val_images = {self.pt_val_images!r}; expected an integer >= 1 (or None: all)")
         if self.image_size is not None and self.image_size < 4:
             raise SearchConfigError(f"image_size = {self.image_size}; expected at least 4 pixels")
 

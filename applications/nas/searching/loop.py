@@ -305,10 +305,12 @@ def select_by_perturbation(search: _Search, val: ImageSet) -> dict[str, Any]:
         start = search.net.mixing("alpha", alpha).detach().clone()
     saved_mixing = search.net.mixing
 
+    scored = val if config.pt_val_images is None else val.subset(torch.arange(min(config.pt_val_images, len(val))))
+
     def accuracy(weights: torch.Tensor) -> float:
         search.net.mixing = lambda name, a: weights
         try:
-            return evaluate(search.net, val, search.device)[1]
+            return evaluate(search.net, scored, search.device)[1]
         finally:
             search.net.mixing = saved_mixing
 
@@ -325,12 +327,12 @@ def select_by_perturbation(search: _Search, val: ImageSet) -> dict[str, Any]:
     argmax_weights = torch.nn.functional.one_hot(start.argmax(dim=1), start.shape[1]).to(start.dtype)
     argmax_val_acc = accuracy(argmax_weights)  # the argmax cell on the search's final weights, before any tuning
     order = torch.randperm(start.shape[0], generator=torch.Generator().manual_seed(config.seed + 6)).tolist()
-    chosen, records = perturbation_select(start, accuracy, order, tune)
+    chosen, records = perturbation_select(start, accuracy, order, tune, inert_columns=(OPERATIONS.index("none"),))
     cell = Cell(tuple(OPERATIONS[int(k)] for k in chosen.argmax(dim=1)))
     for record in records:
         record["operation"] = OPERATIONS[record["choice"]]
     return {"arch": str(cell), "val_acc": accuracy(chosen), "argmax_val_acc": argmax_val_acc, "order": order,
-            "edges": records, "tune_steps": config.pt_tune_steps}
+            "edges": records, "tune_steps": config.pt_tune_steps, "val_images": len(scored)}
 
 
 def load_checkpoint(out_dir: Path) -> dict[str, Any]:

@@ -25,6 +25,7 @@ def perturbation_select(
     accuracy: Callable[[torch.Tensor], float],
     order: Sequence[int],
     tune: Callable[[torch.Tensor], None] | None = None,
+    inert_columns: Sequence[int] = (),
 ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """Decides the edges in ``order`` by perturbation; returns the final one-hot weights and a record per edge.
 
@@ -35,6 +36,8 @@ def perturbation_select(
         order: the edges, in the order they are decided (DARTS-PT: a random order).
         tune: fine-tunes the supernet's weights with the given mixing weights; called after every edge
             but the last.
+        inert_columns: operations whose output is zero (``none``): masking them changes nothing, so their
+            drop is 0 without a measurement.
 
     Returns:
         ``(chosen, records)``: ``chosen`` has one 1 per decided row; each record holds the edge, the chosen
@@ -48,6 +51,9 @@ def perturbation_select(
         base = accuracy(current)
         drops = []
         for column in range(current.shape[1]):
+            if column in inert_columns:
+                drops.append(0.0)
+                continue
             masked = current.clone()
             masked[edge, column] = 0
             drops.append(base - accuracy(masked))
