@@ -2,14 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from applications.nas.benchmark.table import DEFAULT_TABLE, BenchmarkTable
+from applications.nas.benchmark.table import shipped_table
 from applications.nas.spaces.nb201.genotype import EDGES, OPERATIONS, ArchStringError, Cell
 
 # The NAS application runs in float32; the suite-wide default is float64 for solver tests.
 pytestmark = pytest.mark.float32
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
-needs_table = pytest.mark.skipif(not DEFAULT_TABLE.is_file(), reason="NAS-Bench-201 table not present")
 
 
 def test_the_search_space_has_five_operations_on_six_edges() -> None:
@@ -25,11 +24,8 @@ def test_parse_reads_edges_in_official_order_and_prints_back_the_same_string() -
     assert str(cell) == BEST
 
 
-@needs_table
-def test_every_architecture_of_the_benchmark_round_trips() -> None:
-    with DEFAULT_TABLE.open() as handle:
-        next(handle)
-        archs = [line.split(",")[1] for line in handle]
+def test_every_architecture_of_the_benchmark_round_trips(shipped_rows: list[dict[str, str]]) -> None:
+    archs = [row["arch"] for row in shipped_rows]
     assert len(set(archs)) == 15625
     assert all(str(Cell.parse(a)) == a for a in archs)
 
@@ -64,9 +60,8 @@ def test_connectivity_follows_non_none_paths_from_input_to_output(ops: tuple[str
     assert Cell(ops).is_connected() is connected
 
 
-@needs_table
 def test_disconnected_cells_are_exactly_those_the_benchmark_scores_at_chance() -> None:
-    table = BenchmarkTable.from_csv(DEFAULT_TABLE)
+    table = shipped_table()
     index = 0
     mismatches = []
     while (entry := table.by_index(index)) is not None:

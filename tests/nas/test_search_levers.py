@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from applications.nas.benchmark.table import DEFAULT_TABLE, BenchmarkTable, expected_best_of
+from applications.nas.benchmark.table import expected_best_of, shipped_table
 from applications.nas.commands.report import cli as report_cli
 from applications.nas.commands.report import skip_share
 from applications.nas.commands.search import cli as search_cli
@@ -20,7 +20,6 @@ from applications.nas.spaces.nb201.genotype import OPERATIONS, Cell
 from applications.nas.spaces.nb201.network import Supernet
 
 pytestmark = pytest.mark.float32
-needs_table = pytest.mark.skipif(not DEFAULT_TABLE.is_file(), reason="NAS-Bench-201 table not present")
 
 
 def test_expected_best_of_n_is_the_exact_expectation_of_the_maximum() -> None:
@@ -35,9 +34,8 @@ def test_expected_best_of_n_is_the_exact_expectation_of_the_maximum() -> None:
         expected_best_of(values, 0)
 
 
-@needs_table
 def test_percentile_ranks_a_cell_among_all_cells_of_the_table() -> None:
-    table = BenchmarkTable.from_csv(DEFAULT_TABLE)
+    table = shipped_table()
     values = table.accuracies("cifar10_test")
     assert len(values) == 15625 and values == sorted(values)
     assert table.percentile(94.37) > 99.98  # the best cell
@@ -47,12 +45,11 @@ def test_percentile_ranks_a_cell_among_all_cells_of_the_table() -> None:
     assert table.percentile(90.0) == pytest.approx(100 * below_90 / len(values))
 
 
-@needs_table
 def test_a_search_writes_and_prints_its_cells_percentile(tmp_path: Path, tiny_search: list[str],
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert search_cli([*tiny_search, "--epochs", "1", "--out", str(tmp_path)]) == 0
     entry = json.loads((tmp_path / "result.json").read_text())["benchmark"]["arch"]
-    table = BenchmarkTable.from_csv(DEFAULT_TABLE)
+    table = shipped_table()
     for column in ("cifar10_test", "cifar100_test", "imagenet16_120_test"):
         assert entry["percentile"][column] == pytest.approx(table.percentile(entry[column], column))
     assert entry["cells_in_table"] == 15625
@@ -80,7 +77,6 @@ def test_single_path_forward_equals_the_supernet_with_that_cell_one_hot() -> Non
     assert torch.allclose(net.forward_path(x, cell), net(x), atol=1e-5)
 
 
-@needs_table
 def test_random_search_with_weight_sharing_keeps_the_best_scored_cell(tmp_path: Path, tiny_search: list[str],
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     args = [*tiny_search, "--method", "random-ws", "--rsws-candidates", "12"]
@@ -99,7 +95,6 @@ def test_random_search_with_weight_sharing_keeps_the_best_scored_cell(tmp_path: 
         SearchConfig(method="random-ws", space="darts")
 
 
-@needs_table
 def test_report_adds_percentiles_the_random_baseline_and_the_collapse_plot(
         tmp_path: Path, tiny_search: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     for method in ("darts-1st", "random-ws"):
@@ -110,7 +105,7 @@ def test_report_adds_percentiles_the_random_baseline_and_the_collapse_plot(
     assert report_cli([str(tmp_path / "darts-1st"), str(tmp_path / "random-ws"), "--random-baseline",
                        "--collapse-plot", str(plot)]) == 0
     printed = capsys.readouterr().out
-    table = BenchmarkTable.from_csv(DEFAULT_TABLE)
+    table = shipped_table()
     mean = statistics.mean(table.accuracies("cifar10_test"))
     assert f"| mean (one pick) | {mean:.2f} |" in printed
     assert f"| expected best of 10 | {expected_best_of(table.accuracies('cifar10_test'), 10):.2f} |" in printed

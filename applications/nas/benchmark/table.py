@@ -1,22 +1,37 @@
 """Looking up a derived cell's accuracies in NAS-Bench-201.
 
 Two sources: a CSV table in the format of the project's compact table (``index, arch, cifar10_valid,
-cifar10_test, cifar100_test, imagenet16_120_test``, accuracies in %), or the official NATS-Bench API
-(``nats_bench`` package and its benchmark file), used only when both are present.
+cifar10_test, cifar100_test, imagenet16_120_test``, accuracies in %), plain or gzipped, or the official
+NATS-Bench API (``nats_bench`` package and its benchmark file), used only when both are present.
+
+The compact table of all 15,625 cells ships inside the package (``data/nb201_accuracy.csv.gz``, read
+through :mod:`importlib.resources`, so it is found from a source checkout, an installed wheel or a zip
+alike) and is the default of every command; ``data/README.md`` says where its figures come from.
 """
 
 from __future__ import annotations
 
 import bisect
 import csv
+import functools
+import gzip
 import importlib.util
+import io
+import zlib
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from applications.nas.spaces.nb201.genotype import ArchStringError, Cell
 
-DEFAULT_TABLE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "nb201" / "nb201_accuracy.csv"
-"""The compact table shipped beside the repository (``../shared/data/nb201/nb201_accuracy.csv``)."""
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+DEFAULT_TABLE: Traversable = resources.files("applications.nas.benchmark") / "data" / "nb201_accuracy.csv.gz"
+"""The compact table shipped with the package (15,625 cells, gzipped CSV)."""
+
+_GZIP_MAGIC = b"\x1f\x8b"
 
 ACCURACY_COLUMNS = ("cifar10_valid", "cifar10_test", "cifar100_test", "imagenet16_120_test")
 TEST_COLUMNS = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
@@ -45,9 +60,9 @@ class BenchmarkTable:
     """A NAS-Bench-201 accuracy table read from CSV, indexed by architecture string.
 
     Example:
-        >>> table = BenchmarkTable.from_csv(DEFAULT_TABLE)  # doctest: +SKIP
-        >>> table.by_index(6111).cifar10_test  # doctest: +SKIP
-        94.37
+        >>> table = shipped_table()
+        >>> table.by_index(6111).cifar10_test
+        94.3733
     """
 
     def __init__(self, entries: list[BenchmarkEntry], source: str) -> None:
@@ -57,28 +72,42 @@ class BenchmarkTable:
         self._sorted = {column: sorted(getattr(entry, column) for entry in entries) for column in ACCURACY_COLUMNS}
 
     @classmethod
-    def from_csv(cls, path: str | Path) -> BenchmarkTable:
-        """Reads a table; raises :class:`TableError` naming the file and what is wrong with it."""
-        path = Path(path)
-        if not path.is_file():
-            raise TableError(f"benchmark table {path} not found (expected a CSV with columns index, arch, "
-                             f"{', '.join(ACCURACY_COLUMNS)})")
+    def from_csv(cls, path: str | Path | Traversable) -> BenchmarkTable:
+        """Reads a table, plain or gzipped (told apart by the gzip magic bytes, not the name).
+
+        Raises:
+            TableError: the file is missing, unreadable or not in the expected format (one line naming the
+                file and what is wrong with it).
+        """
+        source = Path(path) if isinstance(path, str) else path
+        expected = f"a CSV with columns index, arch, {', '.join(ACCURACY_COLUMNS)}, plain or gzipped"
+        if not source.is_file():
+            raise TableError(f"benchmark table {source} not found (expected {expected})")
+        try:
+            data = source.read_bytes()
+            if data[:2] == _GZIP_MAGIC:
+                data = gzip.decompress(data)
+            text = data.decode("utf-8")
+        except (gzip.BadGzipFile, EOFError, zlib.error):
+            raise TableError(f"benchmark table {source} is a truncated or corrupt gzip file") from None
+        except OSError as err:
+            raise TableError(f"benchmark table {source} cannot be read ({type(err).__name__}: {err})") from None
+        except UnicodeDecodeError:
+            raise TableError(f"benchmark table {source} is not UTF-8 text (expected {expected})") from None
         entries = []
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            missing = {"index", "arch", *ACCURACY_COLUMNS} - set(reader.fieldnames or ())
-            if missing:
-                raise TableError(f"benchmark table {path} lacks column(s) {', '.join(sorted(missing))}")
-            for line, row in enumerate(reader, start=2):
-                try:
-                    arch = str(Cell.parse(row["arch"]))
-                    entries.append(BenchmarkEntry(int(row["index"]), arch,
-                                                  *(float(row[c]) for c in ACCURACY_COLUMNS)))
-                except (ValueError, ArchStringError) as err:
-                    raise TableError(f"benchmark table {path}, line {line}: {err}") from None
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        missing = {"index", "arch", *ACCURACY_COLUMNS} - set(reader.fieldnames or ())
+        if missing:
+            raise TableError(f"benchmark table {source} lacks column(s) {', '.join(sorted(missing))}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                arch = str(Cell.parse(row["arch"]))
+                entries.append(BenchmarkEntry(int(row["index"]), arch, *(float(row[c]) for c in ACCURACY_COLUMNS)))
+            except (ValueError, TypeError, ArchStringError) as err:
+                raise TableError(f"benchmark table {source}, line {line}: {err}") from None
         if not entries:
-            raise TableError(f"benchmark table {path} has no rows")
-        return cls(entries, str(path))
+            raise TableError(f"benchmark table {source} has no rows")
+        return cls(entries, str(source))
 
     def __len__(self) -> int:
         return len(self._by_arch)
@@ -109,6 +138,12 @@ class BenchmarkTable:
         return 100.0 * (below + 0.5 * ties) / len(values)
 
 
+@functools.cache
+def shipped_table() -> BenchmarkTable:
+    """The compact table shipped with the package (:data:`DEFAULT_TABLE`), read once per process."""
+    return BenchmarkTable.from_csv(DEFAULT_TABLE)
+
+
 def expected_best_of(values: list[float], picks: int) -> float:
     """The expected maximum of ``picks`` cells drawn uniformly (with replacement) from ``values``.
 
@@ -120,6 +155,23 @@ def expected_best_of(values: list[float], picks: int) -> float:
     ordered = sorted(values)
     n = len(ordered)
     return sum(a * ((i / n) ** picks - ((i - 1) / n) ** picks) for i, a in enumerate(ordered, start=1))
+
+
+def describe_cell(cell: Cell, table: BenchmarkTable | None, nats_file: Path | None = None) -> dict[str, Any] | None:
+    """The cell's benchmark entry (from the official API when ``nats_file`` serves it, else from ``table``)
+    with its source and, given a table, its percentile among all the table's cells on each test set;
+    ``None`` when neither source holds the cell."""
+    entry = lookup_official(cell, nats_file) if nats_file is not None else None
+    source = f"NATS-Bench API ({nats_file})" if entry is not None else None
+    if entry is None and table is not None:
+        entry, source = table.lookup(cell), table.source
+    if entry is None:
+        return None
+    found: dict[str, Any] = {**entry.to_dict(), "source": source}
+    if table is not None:
+        found["percentile"] = {column: table.percentile(getattr(entry, column), column) for column in TEST_COLUMNS}
+        found["cells_in_table"] = len(table)
+    return found
 
 
 def lookup_official(cell: Cell, benchmark_file: str | Path) -> BenchmarkEntry | None:

@@ -1,7 +1,10 @@
 """Command line: NAS-Bench-201 accuracies of a cell.
 
-    python -m applications.nas.lookup --table ../shared/data/nb201/nb201_accuracy.csv \\
+    python -m applications.nas.lookup \\
         --arch '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|'
+    python -m applications.nas.lookup --index 6111 --table OTHER_TABLE.csv
+
+The table shipped with the package is the default; ``--table`` reads another in its format (plain or gzipped).
 
 Exit status: 0 found, 1 not in the table, 2 bad input (one-line message).
 """
@@ -13,7 +16,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from applications.nas.benchmark.table import DEFAULT_TABLE, BenchmarkTable, TableError, lookup_official
+from applications.nas.benchmark.table import BenchmarkTable, TableError, lookup_official, shipped_table
 from applications.nas.commands.arguments import ArgumentParser, arch_string, existing_file, nonnegative_int, run_cli
 from applications.nas.spaces.nb201.genotype import ArchStringError, Cell
 
@@ -29,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="official architecture string, |op~0|+|op~0|op~1|+|op~0|op~1|op~2|")
     which.add_argument("--index", type=nonnegative_int, help="official NAS-Bench-201 index (0..15624)")
     parser.add_argument("--table", type=existing_file, default=None,
-                        help=f"accuracy CSV (columns index, arch, cifar10_valid, cifar10_test, cifar100_test, "
-                             f"imagenet16_120_test) [{DEFAULT_TABLE}]")
+                        help="accuracy CSV, plain or gzipped (columns index, arch, cifar10_valid, cifar10_test, "
+                             "cifar100_test, imagenet16_120_test) [the table of all 15,625 cells shipped with the package]")
     parser.add_argument("--nats-file", type=existing_file,
                         help="official NATS-Bench topology file, used instead when nats_bench is installed")
     parser.add_argument("--json", action="store_true", help="print the entry as JSON")
@@ -44,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cell = Cell.parse(args.arch) if args.arch is not None else None
     entry = lookup_official(cell, args.nats_file) if cell is not None and args.nats_file is not None else None
     if entry is None:
-        table = BenchmarkTable.from_csv(args.table if args.table is not None else DEFAULT_TABLE)
+        table = BenchmarkTable.from_csv(args.table) if args.table is not None else shipped_table()
         entry = table.lookup(cell) if cell is not None else table.by_index(args.index)
     if entry is None:
         print(f"not in the table: {cell if cell is not None else f'index {args.index}'}")

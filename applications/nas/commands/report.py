@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from applications.nas.benchmark.table import DEFAULT_TABLE, TEST_COLUMNS, BenchmarkTable, TableError, expected_best_of
+from applications.nas.benchmark.table import TEST_COLUMNS, BenchmarkTable, TableError, expected_best_of, shipped_table
 from applications.nas.commands.arguments import ArgumentParser, existing_file, existing_path, output_file, run_cli
 from applications.nas.spaces.nb201.genotype import OPERATIONS
 
@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--random-baseline", action="store_true",
                         help="add the random-pick baseline from the benchmark table (mean, median, expected best of n)")
     parser.add_argument("--table", type=existing_file, default=None,
-                        help=f"benchmark table for --random-baseline [{DEFAULT_TABLE}]")
+                        help="benchmark table (CSV, plain or gzipped) for --random-baseline [the table shipped with "
+                             "the package]")
     parser.add_argument("--collapse-plot", type=output_file, metavar="PNG",
                         help="draw skip_connect's mean softmax weight and share of the derived cell per epoch, "
                              "one panel per method (NAS-Bench-201 searches)")
@@ -166,7 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.collapse_plot is not None and not args.collapse_plot.parent.is_dir():
         raise FileNotFoundError(f"--collapse-plot {args.collapse_plot}: folder {args.collapse_plot.parent} not found")
-    table = BenchmarkTable.from_csv(args.table or DEFAULT_TABLE) if args.random_baseline else None
+    table: BenchmarkTable | None = None
+    if args.random_baseline:
+        table = BenchmarkTable.from_csv(args.table) if args.table is not None else shipped_table()
     results: list[tuple[Path, dict[str, Any]]] = []
     for path in args.results:
         file = path / "result.json" if path.is_dir() else path

@@ -1,7 +1,7 @@
 """Command line: differentiable architecture search in the NAS-Bench-201 or the DARTS space.
 
     python -m applications.nas.search --space nb201 --dataset mnist5k --method idarts --epochs 10 \\
-        --seed 0 --out runs/idarts [--nb201-table ../shared/data/nb201/nb201_accuracy.csv]
+        --seed 0 --out runs/idarts [--nb201-table OTHER_TABLE.csv]
     python -m applications.nas.search --space darts --dataset mnist5k --image-size 14 --channels 4 \\
         --layers 3 --method darts-1st --epochs 2 --out runs/darts
 
@@ -22,14 +22,7 @@ from typing import Any
 
 import torch
 
-from applications.nas.benchmark.table import (
-    DEFAULT_TABLE,
-    TEST_COLUMNS,
-    BenchmarkEntry,
-    BenchmarkTable,
-    TableError,
-    lookup_official,
-)
+from applications.nas.benchmark.table import BenchmarkTable, TableError, describe_cell, shipped_table
 from applications.nas.commands.arguments import (
     ArgumentParser,
     existing_dir_text,
@@ -234,8 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="derive the cell without the `none` operation (argmax over the other four; "
                              "the darts derivation always leaves none out)")
     result.add_argument("--nb201-table", type=existing_file,
-                        help="NAS-Bench-201 accuracy CSV to look the derived cell up in "
-                             f"[{DEFAULT_TABLE} when it exists]")
+                        help="NAS-Bench-201 accuracy CSV (plain or gzipped) to look the derived cell up in "
+                             "[the table of all 15,625 cells shipped with the package]")
     result.add_argument("--no-table", action="store_true", help="skip the benchmark lookup")
     result.add_argument("--nats-file", type=existing_file,
                         help="official NATS-Bench topology benchmark file, used when the nats_bench package "
@@ -253,21 +246,6 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         if getattr(args, name) is not None and space != owner:
             raise SearchConfigError(f"{option} applies to --space {owner}, not {space}")
     return SearchConfig(**values)
-
-
-def _lookup(cell: Cell, table: BenchmarkTable | None, nats_file: Path | None) -> dict[str, Any] | None:
-    """The cell's benchmark entry and, with a table, its percentile among all cells on each test set."""
-    entry: BenchmarkEntry | None = lookup_official(cell, nats_file) if nats_file is not None else None
-    source = f"NATS-Bench API ({nats_file})" if entry is not None else None
-    if entry is None and table is not None:
-        entry, source = table.lookup(cell), table.source
-    if entry is None:
-        return None
-    found: dict[str, Any] = {**entry.to_dict(), "source": source}
-    if table is not None:
-        found["percentile"] = {column: table.percentile(getattr(entry, column), column) for column in TEST_COLUMNS}
-        found["cells_in_table"] = len(table)
-    return found
 
 
 def summarise(config: SearchConfig, state: SearchState, exclude_none: bool, table: BenchmarkTable | None,
@@ -316,9 +294,9 @@ def summarise(config: SearchConfig, state: SearchState, exclude_none: bool, tabl
         # Only NAS-Bench-201 has a table; main passes none for another space.
         assert isinstance(chosen, Cell) and isinstance(with_none, Cell) and isinstance(without_none, Cell)
         result["benchmark"] = {
-            "arch": _lookup(chosen, table, nats_file),
-            "arch_argmax": _lookup(with_none, table, nats_file),
-            "arch_argmax_without_none": _lookup(without_none, table, nats_file),
+            "arch": describe_cell(chosen, table, nats_file),
+            "arch_argmax": describe_cell(with_none, table, nats_file),
+            "arch_argmax_without_none": describe_cell(without_none, table, nats_file),
         }
         if perturbed is not None:
             assert isinstance(perturbed, Cell)
@@ -331,7 +309,7 @@ def _open_table(args: argparse.Namespace) -> BenchmarkTable | None:
         return None
     if args.nb201_table is not None:
         return BenchmarkTable.from_csv(args.nb201_table)
-    return BenchmarkTable.from_csv(DEFAULT_TABLE) if DEFAULT_TABLE.is_file() else None
+    return shipped_table()
 
 
 def _report(result: dict[str, Any], config: SearchConfig, state: SearchState, out: Path, note: str | None) -> str:

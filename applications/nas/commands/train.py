@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from applications.nas.benchmark.table import BenchmarkTable, TableError, describe_cell, shipped_table
 from applications.nas.commands.arguments import (
     ArgumentParser,
     arch_string,
@@ -144,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch [1]")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--out", type=output_dir, help="folder for checkpoint.pt and train_result.json")
+    parser.add_argument("--nb201-table", type=existing_file,
+                        help="NAS-Bench-201 accuracy CSV (plain or gzipped) in which a NAS-Bench-201 cell's published "
+                             "accuracies are looked up for comparison [the table shipped with the package]")
     return parser
 
 
@@ -219,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     cell = parse_cell(settings["arch"])
+    # Read before training, so that a bad table fails in seconds, not after the training.
+    table = (BenchmarkTable.from_csv(args.nb201_table) if args.nb201_table is not None else shipped_table()) \
+        if isinstance(cell, Cell) else None
     parallel = DataParallel.from_environment(settings["device"])
     parallel.check_batch_size(settings["batch_size"])
     dataset = load_dataset(settings["dataset"], settings["data_dir"], settings["image_size"])
@@ -305,6 +312,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{cell}: validation accuracy {100 * val_acc:.2f}% on {len(val)} held-out training images")
     print(f"{cell}: test accuracy {100 * test_acc:.2f}% on the {test_name} of {settings['dataset']} "
           f"({result['parameters'] / 1e6:.2f}M parameters, {seconds:.0f} s)")
+    if isinstance(cell, Cell):
+        result["benchmark"] = entry = describe_cell(cell, table)
+        if entry is not None:
+            print(f"NAS-Bench-201 (this cell trained 200 epochs at C=16, N=5 on CIFAR-10): test accuracy "
+                  f"{entry['cifar10_test']:.2f}%, percentile {entry['percentile']['cifar10_test']:.1f} of "
+                  f"{entry['cells_in_table']:,} cells")
     if out is not None:
         atomic_write_text(out / RESULT, json.dumps(result, indent=2) + "\n")
     return 0
@@ -313,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cli(argv: Sequence[str] | None = None) -> int:
     """Entry point with one-line errors (exit status 2) for bad input."""
     return run_cli(main, argv, "python -m applications.nas.train",
-                   (ArchStringError, GenotypeError, DataError, FileNotFoundError, ValueError))
+                   (ArchStringError, GenotypeError, DataError, TableError, FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":
