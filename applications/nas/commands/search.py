@@ -300,7 +300,7 @@ def summarise(config: SearchConfig, state: SearchState, exclude_none: bool, tabl
         }
         if perturbed is not None:
             assert isinstance(perturbed, Cell)
-            result["benchmark"]["arch_pt"] = _lookup(perturbed, table, nats_file)
+            result["benchmark"]["arch_pt"] = describe_cell(perturbed, table, nats_file)
     return result
 
 
