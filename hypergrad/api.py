@@ -29,12 +29,16 @@ class Hypergradient:
         direct: ∂_λF, the explicit part of ``grads`` (``grads − direct`` is the implicit correction).
         outer_value: F at the point where the estimator evaluated it (0-d tensor).
         info: the solve's diagnostics (:class:`~hypergrad.solvers.SolveInfo`).
+        adjoint: the solution v of the linear system (a dict like ``params``; u of a condition's
+            system), detached; None for the estimators that solve none (FirstOrder, OneStep, Unrolled).
+            Hand it to the next call's ``warm_start=``.
     """
 
     grads: dict[str, torch.Tensor]
     direct: dict[str, torch.Tensor]
     outer_value: torch.Tensor
     info: SolveInfo
+    adjoint: dict[str, torch.Tensor] | None = None
 
 
 def batch_sampler(inner_batch: Any) -> Callable[[], Any]:
@@ -69,7 +73,8 @@ def _raise_on_nonfinite(method: object, est: Estimate) -> None:
 
 def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mapping[str, torch.Tensor],
                   hparams: Mapping[str, torch.Tensor], *, outer_batch: Any = None, inner_batch: Any = None,
-                  method: m.Method | None = None, reduce: Reduce | None = None) -> Hypergradient:
+                  method: m.Method | None = None, reduce: Reduce | None = None,
+                  warm_start: Mapping[str, torch.Tensor] | None = None) -> Hypergradient:
     """The hypergradient dF/dλ of ``F(w*(λ), λ)`` where ``w*(λ) = argmin_w f(w, λ)``.
 
     ``params`` is the inner solution (or the current weights, for the one-step and unrolled
@@ -93,9 +98,15 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mappin
             over processes (``hypergrad.distributed.all_reduce_mean``); it is applied to ∂_wF, ∂_λF,
             ∂_w f, every Hessian-vector product and the mixed product, so every process gets the
             hypergradient of the global batch (:mod:`hypergrad.distributed`). Not with ``Unrolled``.
+        warm_start: a starting guess for the linear solve, a dict like ``params``: typically the
+            previous outer step's ``res.adjoint``. The iterative methods (CG, MINRES, FixedPoint, GMRES,
+            BiCGSTAB, NormalCG) start from it rescaled by the scalar that minimises its residual, which
+            is never worse than starting from zero (a useless guess is dropped); the tolerance stays
+            relative to ∂_wF. Exact and the Neumann series have no starting point and ignore it.
+            Costs one product.
 
     Returns:
-        :class:`Hypergradient` with ``grads`` and ``info``.
+        :class:`Hypergradient` with ``grads``, ``info`` and ``adjoint``.
 
     Raises:
         HypergradInputError: bad arguments (mismatched dicts, a non-scalar loss, an unknown method).
@@ -105,30 +116,35 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mappin
         >>> res = hypergradient(val_loss, train_loss, w, {"log_l2": log_l2},
         ...                     outer_batch=(Xv, yv), inner_batch=(Xt, yt), method=CG(max_iter=50))
         >>> res.grads["log_l2"], res.info.converged
+        >>> res = hypergradient(..., warm_start=res.adjoint)   # the next outer step, started from the last v
     """
     method = default_method(inner_loss) if method is None else method
     validate({"outer_loss": outer_loss, "inner_loss": inner_loss}, params, hparams, method)
     if isinstance(inner_loss, Condition):
         check_condition_method(method, "hypergradient")
     check_reduce(reduce)
+    if warm_start is not None:
+        tree.check_tensor_dict(warm_start, "warm_start")
+        tree.check_like(params, warm_start, "warm_start")
     if reduce is not None and isinstance(method, m.Unrolled):
         raise HypergradInputError("Unrolled() does not take reduce=: its inner steps would need a differentiable "
                                   "all-reduce; use an implicit method (CG, Neumann, ...) for data-parallel hypergradients")
     start = time.perf_counter()
     # A condition travels in the same field; estimate() routes it to the root solvers before any loss use.
     problem = Problem(outer_loss, cast(Loss, inner_loss), dict(params), dict(hparams), outer_batch, batch_sampler(inner_batch),
-                      reduce)
+                      reduce, None if warm_start is None else {k: warm_start[k].detach().to(params[k]) for k in params})
     with estimator_context(f"hypergradient(method={type(method).__name__})"):
         est = estimate(method, problem)
     _raise_on_nonfinite(method, est)
     grads = {k: est.grads[k].to(hparams[k].dtype).reshape(hparams[k].shape) for k in hparams}
     info = est.info.replace(seconds=time.perf_counter() - start)
-    return Hypergradient(grads=grads, direct=est.direct, outer_value=est.value, info=info)
+    return Hypergradient(grads=grads, direct=est.direct, outer_value=est.value, info=info, adjoint=est.adjoint)
 
 
 def backward(outer_loss: Loss, inner_loss: Loss | Condition, params: Mapping[str, torch.Tensor],
              hparams: Mapping[str, torch.Tensor], *, outer_batch: Any = None, inner_batch: Any = None,
-             method: m.Method | None = None, reduce: Reduce | None = None) -> Hypergradient:
+             method: m.Method | None = None, reduce: Reduce | None = None,
+             warm_start: Mapping[str, torch.Tensor] | None = None) -> Hypergradient:
     """Like :func:`hypergradient`, then add ``grads`` into each ``hparams`` tensor's ``.grad``.
 
     Any ``torch.optim`` optimizer over the hyperparameters can then take the step. Nothing is written
@@ -145,7 +161,7 @@ def backward(outer_loss: Loss, inner_loss: Loss | Condition, params: Mapping[str
             if isinstance(h, torch.Tensor) and not h.is_leaf:
                 raise HypergradInputError(f"hparams[{k!r}] is not a leaf tensor; backward() accumulates into .grad of leaves")
     res = hypergradient(outer_loss, inner_loss, params, hparams, outer_batch=outer_batch,
-                        inner_batch=inner_batch, method=method, reduce=reduce)
+                        inner_batch=inner_batch, method=method, reduce=reduce, warm_start=warm_start)
     with torch.no_grad():
         for k, h in hparams.items():
             if h.grad is None:

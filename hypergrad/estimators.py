@@ -36,6 +36,8 @@ class Problem:
     draw_inner: Callable[[], Any]
     reduce: Reduce | None = None
     """Data-parallel: the mean over processes, applied to every gradient and product (:mod:`hypergrad.distributed`)."""
+    warm_start: dict[str, torch.Tensor] | None = None
+    """A starting guess for the linear solve (the previous call's adjoint), or None."""
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Estimate:
     value: torch.Tensor
     info: SolveInfo
     checks: Checks
+    adjoint: dict[str, torch.Tensor] | None = None
 
 
 def first_order(method: m.FirstOrder, p: Problem) -> Estimate:
@@ -116,9 +119,11 @@ def _hessian_system(method: m.ImplicitMethod, inner_loss: Loss, params: dict[str
 
 def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, params: dict[str, torch.Tensor],
                    hparams: dict[str, torch.Tensor], rhs: dict[str, torch.Tensor],
-                   draw_inner: Callable[[], Any], reduce: Reduce | None = None
+                   draw_inner: Callable[[], Any], reduce: Reduce | None = None, x0: dict[str, torch.Tensor] | None = None
                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
     """Solve the adjoint system ``A v = rhs`` with ``method``; return ``(v, correction, info)``, dF/dλ = ∂_λF − correction.
+
+    ``x0`` is a starting guess for the iterative methods (:func:`~hypergrad.solvers.warm_start`).
 
     The operator is the one decision made here: the Hessian (+ the method's damping) of an inner loss,
     with correction (∂²_{λw} f)ᵀ v, or a root or fixed-point condition's transposed Jacobian
@@ -129,7 +134,7 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, param
         operator, correction, record = condition_system(method, inner_loss, params, hparams, draw_inner, reduce)
     else:
         operator, correction, record = _hessian_system(method, inner_loss, params, hparams, draw_inner, reduce)
-    v, info = method.solve(operator, rhs)
+    v, info = method.solve(operator, rhs, x0)
     (mixed,) = reduce_parts(reduce, "the mixed product", correction(v))
     return v, mixed, record(info)
 
@@ -138,12 +143,13 @@ def implicit(method: m.ImplicitMethod, p: Problem) -> Estimate:
     value, rhs, direct = loss_and_grads(p.outer_loss, p.params, p.hparams, p.outer_batch, "outer_loss")
     rhs, direct, outer = reduce_parts(p.reduce, "∂_wF, ∂_λF and F", rhs, direct, {"F": value})
     value = outer["F"]
-    v, mixed, info = implicit_solve(method, p.inner_loss, p.params, p.hparams, rhs, p.draw_inner, p.reduce)
+    v, mixed, info = implicit_solve(method, p.inner_loss, p.params, p.hparams, rhs, p.draw_inner, p.reduce,
+                                    p.warm_start)
     grads = tree.sub(direct, mixed)
     info = info.replace(gradients=info.gradients + 1)
     checks = [("outer value", torch.isfinite(value)), ("∂_wF", tree.all_finite(rhs)), ("∂_λF", tree.all_finite(direct)),
               ("linear-system solution v", tree.all_finite(v)), ("mixed product", tree.all_finite(mixed))]
-    return Estimate(grads, direct, value, info, checks)
+    return Estimate(grads, direct, value, info, checks, adjoint=tree.detach(v))
 
 
 def unrolled(method: m.Unrolled, p: Problem) -> Estimate:

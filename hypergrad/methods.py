@@ -30,6 +30,7 @@ from hypergrad.solvers import (
     minres,
     neumann_series,
     normal_cg,
+    warm_start,
 )
 from hypergrad.user_code import call
 
@@ -87,6 +88,26 @@ def _checked(preconditioner: Callable[[dict], dict] | None) -> MatVec | None:
         return out
 
     return apply
+
+
+def _damped(matvec: MatVec, damping: float) -> MatVec:
+    return (lambda v: tree.add(matvec(v), v, damping)) if damping else matvec
+
+
+def _from_guess(solve: Callable[[tree.Tree, float, float], Solution], matvec: MatVec, b: tree.Tree,
+                x0: tree.Tree | None, tol: float) -> Solution:
+    """``solve(rhs, tol, atol)`` from zero, or from the rescaled guess ``x0`` (:func:`~hypergrad.solvers.warm_start`).
+
+    From a guess x the solver finds the correction d of ``A d = b − A x`` and returns x + d; its
+    residual is the residual of the original system, and the tolerance stays tol·‖b‖ (not relative
+    to the smaller right-hand side of the correction). ``info.extra["warm_start_scale"]`` is the α
+    applied to the guess (0: dropped, as no better than zero).
+    """
+    if x0 is None:
+        return solve(b, tol, 0.0)
+    x, r, alpha = warm_start(matvec, b, x0)
+    d, info = solve(r, 0.0, tol * float(tree.norm(b)))
+    return tree.add(x, d), info.replace(hvps=info.hvps + 1, extra={**info.extra, "warm_start_scale": float(alpha)})
 
 
 def _contraction(trace: tuple[float, ...], window: int = 5) -> float:
@@ -185,8 +206,10 @@ class CG:
             _positive_int(self, "check_every", self.check_every)
 
     def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
-        return conjugate_gradient(op.matvec, b, max_iter=self.max_iter, tol=self.tol, damping=self.damping,
-                                  x0=x0, preconditioner=_checked(self.preconditioner), check_every=self.check_every)
+        precondition = _checked(self.preconditioner)
+        return _from_guess(lambda rhs, tol, atol: conjugate_gradient(
+            op.matvec, rhs, max_iter=self.max_iter, tol=tol, atol=atol, damping=self.damping,
+            preconditioner=precondition, check_every=self.check_every), _damped(op.matvec, self.damping), b, x0, self.tol)
 
 
 @dataclass(frozen=True)
@@ -211,8 +234,9 @@ class MINRES:
         _products(self)
 
     def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
-        return minres(op.matvec, b, max_iter=self.max_iter, tol=self.tol, damping=self.damping,
-                      check_every=self.check_every)
+        return _from_guess(lambda rhs, tol, atol: minres(
+            op.matvec, rhs, max_iter=self.max_iter, tol=tol, atol=atol, damping=self.damping,
+            check_every=self.check_every), _damped(op.matvec, self.damping), b, x0, self.tol)
 
 
 @dataclass(frozen=True)
@@ -305,8 +329,9 @@ class FixedPoint:
         """With ``lr="auto"``: γ = 1 for a fixed-point map (the plain adjoint iteration u ← (∂_wT)ᵀu + b),
         else 1/(λ_max + δ) by power iteration. For a condition, a stalled iteration reports its contraction."""
         lr = 1.0 if self.lr == "auto" and op.kind == "fixed_point" else _auto_step(self.lr, op, b, self.damping)
-        x, info = fixed_point(op.matvec, b, lr=lr, max_iter=self.max_iter, tol=self.tol, damping=self.damping,
-                              x0=x0, check_every=self.check_every)
+        x, info = _from_guess(lambda rhs, tol, atol: fixed_point(
+            op.matvec, rhs, lr=lr, max_iter=self.max_iter, tol=tol, atol=atol, damping=self.damping,
+            check_every=self.check_every), _damped(op.matvec, self.damping), b, x0, self.tol)
         if op.kind == "hessian" or not info.residual_trace or info.converged:
             return x, info
         rate = _contraction(info.residual_trace)
@@ -350,8 +375,9 @@ class GMRES:
         _products(self)
 
     def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
-        return gmres(op.matvec, b, restart=self.restart, max_iter=self.max_iter, tol=self.tol, x0=x0,
-                     check_every=self.check_every)
+        return _from_guess(lambda rhs, tol, atol: gmres(
+            op.matvec, rhs, restart=self.restart, max_iter=self.max_iter, tol=tol, atol=atol,
+            check_every=self.check_every), op.matvec, b, x0, self.tol)
 
 
 @dataclass(frozen=True)
@@ -374,7 +400,9 @@ class BiCGSTAB:
         _products(self)
 
     def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
-        return bicgstab(op.matvec, b, max_iter=self.max_iter, tol=self.tol, x0=x0, check_every=self.check_every)
+        return _from_guess(lambda rhs, tol, atol: bicgstab(
+            op.matvec, rhs, max_iter=self.max_iter, tol=tol, atol=atol, check_every=self.check_every),
+            op.matvec, b, x0, self.tol)
 
 
 @dataclass(frozen=True)
@@ -398,8 +426,9 @@ class NormalCG:
         _products(self)
 
     def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
-        return normal_cg(op.matvec, op.rmatvec, b, max_iter=self.max_iter, tol=self.tol,
-                         check_every=self.check_every)
+        return _from_guess(lambda rhs, tol, atol: normal_cg(
+            op.matvec, op.rmatvec, rhs, max_iter=self.max_iter, tol=tol, atol=atol, check_every=self.check_every),
+            op.matvec, b, x0, self.tol)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from hypergrad.solvers.info import SolveInfo
 from hypergrad.solvers.minres import minres
 from hypergrad.solvers.neumann import largest_eigenvalue, neumann_series
 from hypergrad.solvers.normal_cg import normal_cg
+from hypergrad.solvers.warm import warm_start
 
 __all__ = ["SolveInfo", "bicgstab", "conjugate_gradient", "dense_matrix", "dense_solve", "fixed_point", "gmres",
-           "largest_eigenvalue", "minres", "neumann_series", "normal_cg"]
+           "largest_eigenvalue", "minres", "neumann_series", "normal_cg", "warm_start"]
