@@ -16,6 +16,7 @@ from hypergrad.methods import (
     CG,
     GMRES,
     MINRES,
+    Auto,
     BiCGSTAB,
     Exact,
     FirstOrder,
@@ -26,12 +27,13 @@ from hypergrad.methods import (
     StochasticNeumann,
     Unrolled,
 )
+from hypergrad.preconditioners import Jacobi
 from hypergrad.solvers import SolveInfo
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CG", "GMRES", "MINRES", "BiCGSTAB", "Exact", "FirstOrder", "FixedPoint", "FixedPointMap", "Hypergradient",
-    "HypergradInputError", "Neumann", "NonFiniteError", "NormalCG", "OneStep", "Root", "SolveInfo",
+    "CG", "GMRES", "MINRES", "Auto", "BiCGSTAB", "Exact", "FirstOrder", "FixedPoint", "FixedPointMap", "Hypergradient",
+    "HypergradInputError", "Jacobi", "Neumann", "NonFiniteError", "NormalCG", "OneStep", "Root", "SolveInfo",
     "StochasticNeumann", "Unrolled", "all_reduce_mean", "backward", "hypergradient", "implicit",
 ]

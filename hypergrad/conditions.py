@@ -34,6 +34,7 @@ from hypergrad.errors import HypergradInputError
 from hypergrad.linearization import Map, MapLinearization
 from hypergrad.operator import LinearOperator
 from hypergrad.solvers import SolveInfo
+from hypergrad.user_code import call
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,8 @@ def condition_system(method: Any, condition: Condition, params: dict[str, torch.
     """
     check_condition_method(method)
     fixed = isinstance(condition, FixedPointMap)
-    lin = MapLinearization(condition.fn, params, hparams, draw_inner(), mode=method.hvp,
-                           who="FixedPointMap" if fixed else "Root")
+    batch = draw_inner()
+    lin = MapLinearization(condition.fn, params, hparams, batch, mode=method.hvp, who="FixedPointMap" if fixed else "Root")
     vjp = reduced(lin.vjp, reduce, "a Jacobian product (VJP)")
     jvp = reduced(lin.jvp, reduce, "a Jacobian product (JVP)")
 
@@ -115,4 +116,7 @@ def condition_system(method: Any, condition: Condition, params: dict[str, torch.
         return info.replace(hvps=lin.vjps + lin.jvps, mixed_products=1, gradients=1, inner_batches=1,
                             extra={**info.extra, "vjps": lin.vjps, "jvps": lin.jvps})
 
-    return LinearOperator(matvec, rmatvec, "fixed_point" if fixed else "root"), correction, record
+    def point(fn: Callable[..., Any], who: str) -> Any:
+        return call(fn, who, "preparing the linear solve", params, hparams, batch)
+
+    return (LinearOperator(matvec, rmatvec, "fixed_point" if fixed else "root", point=point), correction, record)

@@ -20,6 +20,7 @@ from hypergrad.distributed import Reduce, reduce_parts, reduced
 from hypergrad.linearization import Linearization, Loss, as_scalar_loss, autograd_grads, call_loss, loss_and_grads
 from hypergrad.operator import LinearOperator
 from hypergrad.solvers import SolveInfo
+from hypergrad.user_code import call
 
 Checks = list[tuple[str, torch.Tensor]]
 
@@ -107,7 +108,11 @@ def _hessian_system(method: m.ImplicitMethod, inner_loss: Loss, params: dict[str
         return term.hvp(u)
 
     hvp = reduced(lambda u: lin().hvp(u), reduce, "a Hessian-vector product")
-    operator = LinearOperator(hvp, hvp, "hessian", sample=reduced(fresh_hvp, reduce, "a Hessian-vector product"))
+    def point(fn: Callable[..., Any], who: str) -> Any:
+        return call(fn, who, "preparing the linear solve", params, hparams, batch)
+
+    operator = LinearOperator(hvp, hvp, "hessian", sample=reduced(fresh_hvp, reduce, "a Hessian-vector product"),
+                              point=None if shared else point)
 
     def record(info: SolveInfo) -> SolveInfo:
         batches = (0 if shared else 1) + fresh["hvps"]

@@ -9,6 +9,7 @@ function theorem at a stationary point of f:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from hypergrad import tree
 from hypergrad.errors import HypergradInputError
 from hypergrad.linearization import check_hvp_mode
 from hypergrad.operator import LinearOperator, MatVec
+from hypergrad.preconditioners import Jacobi
 from hypergrad.solvers import (
     SolveInfo,
     bicgstab,
@@ -184,7 +186,8 @@ class CG:
         max_iter: most CG iterations.
         tol: stop when ‖residual‖ ≤ tol·‖∂_wF‖.
         damping: δ ≥ 0 (proximal regularisation; makes an indefinite H solvable, biases v).
-        preconditioner: ``r -> M⁻¹ r`` on parameter dicts, or None.
+        preconditioner: ``hg.Jacobi(...)`` (the diagonal, given or estimated: :class:`~hypergrad.Jacobi`),
+            a function ``r -> M⁻¹ r`` on parameter dicts, or None.
         hvp: product mode (``"reverse"``, ``"forward"``, ``"finite_difference"``).
         check_every: iterations between host reads of the residual (None: 1 on CPU, 10 on GPU).
     """
@@ -192,7 +195,7 @@ class CG:
     max_iter: int = 100
     tol: float = 1e-10
     damping: float = 0.0
-    preconditioner: Callable[[dict], dict] | None = None
+    preconditioner: Jacobi | Callable[[dict], dict] | None = None
     hvp: str = "reverse"
     check_every: int | None = None
 
@@ -200,13 +203,15 @@ class CG:
         _iterations(self)
         _nonnegative(self, "damping", self.damping)
         check_hvp_mode(self.hvp)
-        if self.preconditioner is not None and not callable(self.preconditioner):
-            raise HypergradInputError(f"CG(preconditioner={self.preconditioner!r}): expected a callable or None")
+        if not (self.preconditioner is None or isinstance(self.preconditioner, Jacobi) or callable(self.preconditioner)):
+            raise HypergradInputError(f"CG(preconditioner={self.preconditioner!r}): expected hg.Jacobi(...), a callable "
+                                      "r -> M⁻¹r, or None")
         if self.check_every is not None:
             _positive_int(self, "check_every", self.check_every)
 
     def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
-        precondition = _checked(self.preconditioner)
+        precondition = (self.preconditioner.build(op, b, self.damping) if isinstance(self.preconditioner, Jacobi)
+                        else _checked(self.preconditioner))
         return _from_guess(lambda rhs, tol, atol: conjugate_gradient(
             op.matvec, rhs, max_iter=self.max_iter, tol=tol, atol=atol, damping=self.damping,
             preconditioner=precondition, check_every=self.check_every), _damped(op.matvec, self.damping), b, x0, self.tol)
@@ -432,6 +437,50 @@ class NormalCG:
 
 
 @dataclass(frozen=True)
+class Auto:
+    """The dense solve for a small system, an iterative method for a large one.
+
+    With n inner variables, :class:`Exact` costs n products and an n×n LU, exact to round-off; an
+    iterative method costs one product per iteration and O(n) memory. Below ``dense_below`` the dense
+    solve is chosen: on a badly conditioned small system (ijcnn1's 22 features, κ ~ 1e8) CG needs far
+    more than n products to meet a tight tolerance. The iterative method's ``damping`` carries over to
+    the dense solve; a starting guess serves only the iterative one.
+
+    Args:
+        dense_below: the largest n solved densely.
+        iterative: the method above it; None picks CG for an inner loss and GMRES for a condition.
+        hvp: the product mode of either (replaces the iterative method's own).
+    """
+
+    dense_below: int = 200
+    iterative: CG | MINRES | FixedPoint | GMRES | BiCGSTAB | NormalCG | None = None
+    hvp: str = "reverse"
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "dense_below", self.dense_below, minimum=0)
+        if self.iterative is not None and not isinstance(self.iterative, (CG, MINRES, FixedPoint, GMRES, BiCGSTAB,
+                                                                          NormalCG)):
+            raise HypergradInputError(f"Auto(iterative={self.iterative!r}): expected an iterative method (CG, MINRES, "
+                                      "FixedPoint, GMRES, BiCGSTAB, NormalCG) or None")
+        check_hvp_mode(self.hvp)
+
+    def choose(self, op: LinearOperator, b: tree.Tree) -> Exact | CG | MINRES | FixedPoint | GMRES | BiCGSTAB | NormalCG:
+        """The method for this system: Exact when n ≤ ``dense_below``, else the iterative one."""
+        iterative = dataclasses.replace(self.iterative or (CG() if op.symmetric else GMRES()), hvp=self.hvp)
+        if sum(x.numel() for x in b.values()) <= self.dense_below:
+            return Exact(damping=getattr(iterative, "damping", 0.0), hvp=self.hvp)
+        return iterative
+
+    def solve(self, op: LinearOperator, b: tree.Tree, x0: tree.Tree | None = None) -> Solution:
+        method = self.choose(op, b)
+        if not op.symmetric and not isinstance(method, CONDITION_METHODS):
+            raise HypergradInputError(f"Auto(iterative={type(method).__name__}()) needs a symmetric system; a root or "
+                                      "fixed-point condition's is not: use GMRES, BiCGSTAB, NormalCG or FixedPoint")
+        x, info = method.solve(op, b, x0)
+        return x, info.replace(extra={**info.extra, "chosen": type(method).__name__})
+
+
+@dataclass(frozen=True)
 class Unrolled:
     """Reverse-mode differentiation through T inner steps: the reference the others are checked against.
 
@@ -460,10 +509,11 @@ class Unrolled:
 
 
 Method = (FirstOrder | OneStep | Exact | CG | MINRES | Neumann | StochasticNeumann | FixedPoint | GMRES | BiCGSTAB
-          | NormalCG | Unrolled)
-ImplicitMethod = Exact | CG | MINRES | Neumann | StochasticNeumann | FixedPoint | GMRES | BiCGSTAB | NormalCG
-IMPLICIT_METHODS = (Exact, CG, MINRES, Neumann, StochasticNeumann, FixedPoint, GMRES, BiCGSTAB, NormalCG)
+          | NormalCG | Auto | Unrolled)
+ImplicitMethod = Exact | CG | MINRES | Neumann | StochasticNeumann | FixedPoint | GMRES | BiCGSTAB | NormalCG | Auto
+IMPLICIT_METHODS = (Exact, CG, MINRES, Neumann, StochasticNeumann, FixedPoint, GMRES, BiCGSTAB, NormalCG, Auto)
 METHODS = (FirstOrder, OneStep, Exact, CG, MINRES, Neumann, StochasticNeumann, FixedPoint, GMRES, BiCGSTAB, NormalCG,
-           Unrolled)
-# What a root or fixed-point condition accepts: solvers that need no symmetry (and FirstOrder, which solves nothing).
-CONDITION_METHODS = (FirstOrder, Exact, FixedPoint, GMRES, BiCGSTAB, NormalCG)
+           Auto, Unrolled)
+# What a root or fixed-point condition accepts: solvers that need no symmetry (and FirstOrder, which solves nothing);
+# Auto checks its choice when it sees the operator.
+CONDITION_METHODS = (FirstOrder, Exact, FixedPoint, GMRES, BiCGSTAB, NormalCG, Auto)

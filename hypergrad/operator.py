@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from hypergrad import tree
+from hypergrad.errors import HypergradInputError
 
 MatVec = Callable[[tree.Tree], tree.Tree]
 Kind = Literal["hessian", "root", "fixed_point"]
@@ -29,13 +30,23 @@ class LinearOperator:
             (A = I − (∂_wT)ᵀ, whose natural Richardson step is 1: u ← (∂_wT)ᵀu + b).
         sample: ``v -> A_B v`` with ``A_B`` evaluated on a fresh inner batch at every call (the
             stochastic Neumann series), or None where the operator has no batches to draw.
+        point: ``(fn, who) -> fn(params, hparams, batch)``, a user function evaluated where the operator
+            is linearised (a user-supplied diagonal), ``who`` naming it in errors; None where there is
+            no single point (a stochastic series sharing its batches).
     """
 
     matvec: MatVec
     rmatvec: MatVec
     kind: Kind = "hessian"
     sample: MatVec | None = None
+    point: Callable[[Callable[..., Any], str], Any] | None = None
 
     @property
     def symmetric(self) -> bool:
         return self.kind == "hessian"
+
+    def at_point(self, fn: Callable[..., Any], who: str) -> Any:
+        if self.point is None:
+            raise HypergradInputError(f"{who}: this operator has no single linearisation point (its batches are drawn "
+                                      "per product)")
+        return self.point(fn, who)
