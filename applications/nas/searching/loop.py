@@ -292,7 +292,7 @@ def select_by_weight_sharing(search: _Search, val: ImageSet, candidates: int) ->
             "median_candidate_val_acc": float(np.median(list(scored.values())))}
 
 
-def select_by_perturbation(search: _Search, val: ImageSet) -> dict[str, Any]:
+def select_by_perturbation(search: _Search, val: ImageSet, progress: bool = False) -> dict[str, Any]:
     """The cell chosen by perturbation (:func:`perturbation_select`) on the trained supernet.
 
     Edges are decided in a seeded random order; after each, the weights are fine-tuned for
@@ -327,7 +327,14 @@ def select_by_perturbation(search: _Search, val: ImageSet) -> dict[str, Any]:
     argmax_weights = torch.nn.functional.one_hot(start.argmax(dim=1), start.shape[1]).to(start.dtype)
     argmax_val_acc = accuracy(argmax_weights)  # the argmax cell on the search's final weights, before any tuning
     order = torch.randperm(start.shape[0], generator=torch.Generator().manual_seed(config.seed + 6)).tolist()
-    chosen, records = perturbation_select(start, accuracy, order, tune, inert_columns=(OPERATIONS.index("none"),))
+    with tqdm(total=len(order), unit="edge", desc="perturbation selection", disable=not progress,
+              dynamic_ncols=True) as bar:
+        def decided(record: dict[str, Any]) -> None:
+            bar.set_postfix(edge=str(EDGES[record["edge"]]), op=OPERATIONS[record["choice"]], refresh=False)
+            bar.update(1)
+
+        chosen, records = perturbation_select(start, accuracy, order, tune, inert_columns=(OPERATIONS.index("none"),),
+                                              on_edge=decided)
     cell = Cell(tuple(OPERATIONS[int(k)] for k in chosen.argmax(dim=1)))
     for record in records:
         record["operation"] = OPERATIONS[record["choice"]]
@@ -478,5 +485,5 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
     if config.method == "random-ws":
         state.selected = select_by_weight_sharing(search, val, config.rsws_candidates)
     if config.selection == "pt":
-        state.perturbation = select_by_perturbation(search, val)
+        state.perturbation = select_by_perturbation(search, val, progress and parallel.is_writer)
     return state

@@ -26,6 +26,7 @@ def perturbation_select(
     order: Sequence[int],
     tune: Callable[[torch.Tensor], None] | None = None,
     inert_columns: Sequence[int] = (),
+    on_edge: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """Decides the edges in ``order`` by perturbation; returns the final one-hot weights and a record per edge.
 
@@ -38,6 +39,7 @@ def perturbation_select(
             but the last.
         inert_columns: operations whose output is zero (``none``): masking them changes nothing, so their
             drop is 0 without a measurement.
+        on_edge: called with each edge's record once it is decided (progress reports).
 
     Returns:
         ``(chosen, records)``: ``chosen`` has one 1 per decided row; each record holds the edge, the chosen
@@ -61,6 +63,8 @@ def perturbation_select(
         current[edge] = 0
         current[edge, choice] = 1
         records.append({"edge": edge, "choice": choice, "accuracy": base, "drops": drops})
+        if on_edge is not None:
+            on_edge(records[-1])
         if tune is not None and position < len(order) - 1:
             tune(current)
     return current, records
