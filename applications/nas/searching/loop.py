@@ -330,7 +330,7 @@ def select_by_perturbation(search: _Search, val: ImageSet, progress: bool = Fals
     with tqdm(total=len(order), unit="edge", desc="perturbation selection", disable=not progress,
               dynamic_ncols=True) as bar:
         def decided(record: dict[str, Any]) -> None:
-            bar.set_postfix(edge=str(EDGES[record["edge"]]), op=OPERATIONS[record["choice"]], refresh=False)
+            bar.set_postfix(edge="{1}->{0}".format(*EDGES[record["edge"]]), op=OPERATIONS[record["choice"]], refresh=False)
             bar.update(1)
 
         chosen, records = perturbation_select(start, accuracy, order, tune, inert_columns=(OPERATIONS.index("none"),),
