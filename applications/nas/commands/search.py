@@ -37,7 +37,7 @@ from applications.nas.commands.arguments import (
     torch_device,
 )
 from applications.nas.commands.plots import draw_cell, plot_alpha_history
-from applications.nas.common.data import DATASETS, DataError
+from applications.nas.common.data import BUNDLED_CIFAR10_SIZE, DATASETS, DataError
 from applications.nas.common.distributed import DataParallel
 from applications.nas.common.files import atomic_write_text
 from applications.nas.searching.config import ALPHA_LR_SCHEDULES, METHODS, SELECTIONS, SearchConfig, SearchConfigError
@@ -68,6 +68,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 6,
         "alpha_lr": 0.1,
     },
+    # What `make search` runs: cifar-cpu's settings on the CIFAR-10 subset shipped with the package (no
+    # --data-dir), with half its epochs so that it ends in about 10 minutes on 2 cores (docs/nas.md).
+    "cifar-demo": {
+        "method": "idarts",
+        "dataset": "cifar10-bundled",
+        "channels": 8,
+        "cells_per_stage": 1,
+        "epochs": 5,
+        "alpha_lr": 0.1,
+        "alpha_weight_decay": 0.0,
+    },
     # CIFAR-10 on a 2-core CPU: an iDARTS search in about 20 minutes; chosen and measured in docs/nas.md.
     "cifar-cpu": {
         "method": "idarts",
@@ -91,6 +102,16 @@ PRESET_NOTES = {
         "momentum 0.9, weight decay 5e-4, clip 5; Adam betas (0.5, 0.999), alpha weight decay 1e-3; "
         "batch 64) is the paper's."
     ),
+    "cifar-demo": (
+        "cifar-demo preset (what make search runs): the cifar-cpu search on the real CIFAR-10 images shipped with "
+        "the package, so it needs no --data-dir and downloads nothing, sized to finish in about 10 minutes on 2 CPU "
+        "cores; it differs from the paper's NAS-Bench-201 setting: 10,000 CIFAR-10 training images (1,000 per class; "
+        "5,000 for weights, 5,000 for alpha) stored at 16x16 instead of 50,000 at 32x32; supernet C=8, N=1 instead "
+        "of C=16, N=5; 5 epochs (390 architecture steps) instead of 50, and half of cifar-cpu's 10; alpha Adam lr 0.1 "
+        "instead of 3e-4, so that alpha can become decisive in a few hundred steps; no alpha weight decay instead of "
+        "1e-3. Everything else (iDARTS with T=1, K=2, gamma = weight lr; SGD lr 0.025 cosine to 0.001, momentum 0.9, "
+        "weight decay 5e-4, clip 5; Adam betas (0.5, 0.999); batch 64; no augmentation) is the paper's."
+    ),
     "cifar-cpu": (
         "cifar-cpu preset: an iDARTS search on real CIFAR-10 sized for 2 CPU cores (about 20 minutes), so it "
         "differs from the paper's NAS-Bench-201 setting: 10,000 training images (5,000 for weights, 5,000 for "
@@ -113,17 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m applications.nas.search",
         description="Differentiable architecture search (DARTS / iDARTS / implicit CG) in the NAS-Bench-201 "
         "or the DARTS space, on the core hypergrad library. Defaults are the NAS-Bench-201 paper hyperparameters (on the "
-        "bundled mnist5k unless --dataset says otherwise); --preset cpu-demo sizes a search for a laptop CPU.",
+        "bundled mnist5k unless --dataset says otherwise); --preset cifar-demo sizes a search on the bundled CIFAR-10 "
+        "images for a laptop CPU.",
     )
     # Options default to None so that a preset fills what the user did not set.
     parser.set_defaults(**{name: None for name in _CONFIG_FIELDS})
     run = parser.add_argument_group("run")
     run.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                      help="starting values for the options below, overridden by any given explicitly: paper = "
-                          "the NAS-Bench-201/iDARTS hyperparameters shown in brackets; cpu-demo (what make search "
-                          "runs) = idarts on mnist5k at 14x14, C=4, N=1, 6 epochs, alpha lr 0.1; cifar-cpu = idarts on "
+                          "the NAS-Bench-201/iDARTS hyperparameters shown in brackets; cifar-cpu = idarts on "
                           "CIFAR-10 (needs --data-dir) at 16x16, 10,000 images, C=8, N=1, 10 epochs, alpha lr 0.1, alpha weight "
-                          "decay 0 [paper]")
+                          "decay 0; cifar-demo (what make search runs) = cifar-cpu on the CIFAR-10 subset shipped with the "
+                          "package (no --data-dir), 5 epochs; cpu-demo = idarts on mnist5k at 14x14, C=4, N=1, 6 epochs, "
+                          "alpha lr 0.1 [paper]")
     run.add_argument("--space", choices=list(SPACES),
                      help=f"search space: nb201 (NAS-Bench-201 cell, table lookup) or darts (DARTS normal and "
                           f"reduction cells; --layers sets its depth) [{defaults.space}]")
@@ -364,12 +387,14 @@ def _report(result: dict[str, Any], config: SearchConfig, state: SearchState, ou
                      f"{result['edges'] - result['decisive_edges']} of {result['edges']} edges ended with no "
                      "operation above 0.5: those choices are close to noise.")
     elif config.dataset != "cifar10" or config.channels != 16 or config.cells_per_stage != 5:
-        if config.dataset != "cifar10":
+        if config.dataset not in ("cifar10", "cifar10-bundled"):
             meaning = ("they rate the cell, not the search, and a small proxy search like this one is not evidence "
                        "of what the method finds on CIFAR-10.")
         else:
-            meaning = (f"the search itself saw CIFAR-10 at {config.image_size or 32}x{config.image_size or 32} "
-                       f"({config.train_subset or 'all'} training images), a smaller setting than the "
+            bundled = config.dataset == "cifar10-bundled"
+            side = config.image_size or (BUNDLED_CIFAR10_SIZE if bundled else 32)
+            meaning = (f"the search itself saw CIFAR-10 at {side}x{side} ({config.train_subset or 'all the'}"
+                       f"{' bundled' if bundled else ''} training images), a smaller setting than the "
                        "benchmark trains cells in.")
         noise = ("" if result["decisive_edges"] is None else
                  f" {6 - result['decisive_edges']} of 6 edges ended with no operation above 0.5: those choices "
