@@ -132,8 +132,11 @@ def test_the_cifar_cpu_preset_searches_an_official_cifar10_folder(tmp_path: Path
     config = json.loads((out / "result.json").read_text())["config"]
     # The preset's own choices, with the three the command line changed.
     assert (config["dataset"], config["image_size"], config["channels"], config["cells_per_stage"]) == ("cifar10", 16, 8, 1)
-    assert (config["method"], config["alpha_lr"], config["train_subset"], config["epochs"]) == ("idarts", 0.1, 64, 1)
+    assert (config["method"], config["alpha_lr"], config["train_subset"], config["epochs"]) == ("darts-1st", 0.1, 64, 1)
     assert config["alpha_weight_decay"] == 0.0  # the paper's 1e-3 kept alpha from becoming decisive (docs/nas.md)
+    assert (config["beta_decay"], config["selection"], config["pt_val_images"]) == (50.0, "pt", 1000)
+    result = json.loads((out / "result.json").read_text())
+    assert result["arch"] == result["arch_pt"] and "arch_argmax" in result
     err = capsys.readouterr().err
     assert "cifar-cpu preset" in err and "Changed on the command line from the preset: epochs=1, train_subset=64" in err
     assert search_cli(["--preset", "cifar-cpu", "--out", str(tmp_path / "no-data")]) == 2
