@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help install test bench search lint clean
 
 help:
-	@echo "make search  - run the iDARTS demo search on the bundled real CIFAR-10 subset (NAS-Bench-201 space, ~10 min on 2 cores)"
+	@echo "make search  - run the demo search (preset cifar-demo) on the bundled real CIFAR-10 subset (NAS-Bench-201 space)"
 	@echo "make test    - set up .venv and run the test suite"
 	@echo "make bench   - run the pytest-benchmark suites (writes .benchmarks/)"
 	@echo "make lint    - ruff"
@@ -29,8 +29,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-columns=min,median,mean,rounds --benchmark-sort=name
 
-# The demo search: iDARTS on the 10,000 real CIFAR-10 images shipped with the package (16x16), NAS-Bench-201
-# space, sized for about 10 minutes on 2 cores (preset cifar-demo; nothing to download).
+# The demo search: the cifar-cpu search on the 10,000 real CIFAR-10 images shipped with the package (16x16),
+# NAS-Bench-201 space (preset cifar-demo; nothing to download).
 SEARCH_OUT ?= runs/search-demo
 SEARCH_SEED ?= 0
 search: $(STAMP)

@@ -69,7 +69,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "alpha_lr": 0.1,
     },
     # What `make search` runs: cifar-cpu's settings on the CIFAR-10 subset shipped with the package (no
-    # --data-dir), with half its epochs so that it ends in about 10 minutes on 2 cores (docs/nas.md).
+    # --data-dir, nothing downloaded; docs/nas.md).
     "cifar-demo": {
         "method": "darts-1st",
         "dataset": "cifar10-bundled",
