@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 import pytest
 import torch
 
@@ -109,3 +111,18 @@ def test_normal_cg_converges_where_restarted_gmres_stalls():
     x, info = _run("normal_cg", perm, b, tree_of, flat, max_iter=60, tol=1e-10)
     assert not stalled.converged and info.converged
     assert rel_err(flat(x), torch.linalg.solve(perm, b)) < 1e-10
+
+
+@pytest.mark.parametrize("name", ["gmres", "bicgstab"])
+def test_the_iterations_stay_on_the_device_of_the_system(name):
+    """On the ``meta`` device (no data, every device mismatch an error) the solver runs its whole loop:
+    the first failure is the host read of the finished record, not a CPU tensor mixed into the Arnoldi or
+    BiCGSTAB steps (GMRES once built its unit column with a CPU index, which fails on a GPU)."""
+    a = torch.empty(6, 6, device="meta")
+    b = {"x": torch.empty(6, device="meta")}
+    solve = getattr(solvers, name)
+    with pytest.raises((RuntimeError, NotImplementedError)) as raised:
+        solve(lambda v: {"x": a @ v["x"]}, b, max_iter=4, tol=1e-8, check_every=10)
+    frames = [f for f in traceback.extract_tb(raised.value.__traceback__) if "/hypergrad/" in f.filename]
+    assert "meta" in str(raised.value)
+    assert frames[-1].filename.endswith("hypergrad/solvers/info.py"), frames[-1]

@@ -92,7 +92,7 @@ def gmres(matvec: MatVec, b: tree.Tree, *, restart: int = 20, max_iter: int = 10
             # A frozen step is the identity: unit column, no rotation, and a zero coefficient in the solve.
             c = torch.where(active, rotated[j] / rho, one)
             s = torch.where(active, h_next / rho, zero)
-            unit = torch.zeros(m, dtype=beta.dtype, device=beta.device).index_fill(0, torch.tensor(j), 1.0)
+            unit = (torch.arange(m, device=beta.device) == j).to(beta.dtype)
             col = torch.cat([rotated[:j], rho.unsqueeze(0), torch.zeros(m - j - 1, dtype=beta.dtype, device=beta.device)])
             cols.append(torch.where(active, col, unit))
             top, bottom = omega[j], omega[j + 1]

@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ from applications.nas.commands.arguments import (
     torch_device,
 )
 from applications.nas.commands.plots import draw_cell, plot_alpha_history
+from applications.nas.common.backend import configure as configure_backend
+from applications.nas.common.backend import settings as backend_settings
 from applications.nas.common.data import BUNDLED_CIFAR10_SIZE, DATASETS, DataError
 from applications.nas.common.distributed import DataParallel
 from applications.nas.common.files import atomic_write_text
@@ -187,7 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=existing_output_dir, metavar="DIR",
                      help="continue the interrupted search in DIR with the settings stored in its checkpoint "
                           "(search options given here are ignored; derivation and table options apply)")
-    run.add_argument("--device", type=torch_device, help=f"torch device [{defaults.device}]")
+    run.add_argument("--device", type=torch_device,
+                     help=f"torch device; under torchrun each process takes cuda:LOCAL_RANK for cuda; with --resume, "
+                          f"the device to continue on (the checkpoint's otherwise) [{defaults.device}]")
+    run.add_argument("--tf32", action=argparse.BooleanOptionalAction,
+                     help="TF32 matrix products and convolutions on GPUs; off by default because TF32 moves the "
+                          "architecture gradient by ~15%% (docs/nas.md, GPU) [off]")
+    run.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
+                     help="deterministic GPU kernels (cuDNN, cuBLAS and the rest; no cuDNN autotuning), so that a "
+                          "GPU search repeats bit for bit and resumes exactly [off]")
     run.add_argument("--threads", type=positive_int, default=1,
                      help="CPU threads for torch [1]: the supernet's small convolutions gain little from more, "
                           "and on a busy machine spinning intra-op threads slowed steps 5x in our measurements")
@@ -200,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--train-subset", type=positive_int,
                       help="use this many training images (seeded choice), split in halves for w and alpha")
     data.add_argument("--augment", action=argparse.BooleanOptionalAction,
-                      help="random crop and flip on training batches [off]")
+                      help="random crop and flip on the batches of both halves, the weights' and alpha's [off]")
 
     net = parser.add_argument_group("supernet")
     net.add_argument("--channels", type=positive_int, help=f"C, width of the first stage [{defaults.channels}]")
@@ -446,6 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.resume is not None:
         out = args.resume
         config = SearchConfig.from_dict(load_checkpoint(out)["config"])
+        if args.device is not None:  # the given device overrides the checkpoint's
+            config = replace(config, device=args.device)
     else:
         out = args.out
         config = config_from_args(args)
@@ -467,11 +479,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             note += f" Changed on the command line from the preset: {', '.join(changed)}."
     if note:
         print(note, file=sys.stderr)
+    # Before CUDA initialises (which joining a torchrun job does): deterministic cuBLAS needs that order.
+    configure_backend(config.device, tf32=config.tf32, deterministic=config.deterministic)
     parallel = DataParallel.from_environment(config.device)  # under torchrun: this process's part
-    state = run_search(config, out, resume=args.resume is not None, progress=not args.no_progress, parallel=parallel)
+    state = run_search(config, out, resume=args.resume is not None, progress=not args.no_progress, parallel=parallel,
+                       device=args.device)
     if not parallel.is_writer:
         return 0
     result = summarise(config, state, args.exclude_none, table, nats_file)
+    result["backend"] = backend_settings(parallel.device(config.device))
     figures = ("alpha.png", "cell.png") if config.search_space is NB201 else ()
     result["files"] = {name: str(out / name) for name in ("log.jsonl", *figures, "checkpoint.pt")}
     atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")

@@ -57,6 +57,8 @@ from applications.nas.commands.arguments import (
     run_cli,
     torch_device,
 )
+from applications.nas.common.backend import configure as configure_backend
+from applications.nas.common.backend import settings as backend_settings
 from applications.nas.common.data import DATASETS, BatchStream, DataError, load_dataset, split_train_val
 from applications.nas.common.distributed import DataParallel
 from applications.nas.common.evaluation import evaluate
@@ -141,7 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="hold out this share of the training images as a validation split and report the "
                              "accuracy on it too, so that cells can be compared without the test set [0]")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed [0]")
-    parser.add_argument("--device", type=torch_device, default="cpu", help="torch device [cpu]")
+    parser.add_argument("--device", type=torch_device,
+                        help="torch device; with --resume, the device to continue on (the checkpoint's otherwise) [cpu]")
+    parser.add_argument("--tf32", action="store_true", help="TF32 matrix products and convolutions on GPUs [off]")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="deterministic GPU kernels, no cuDNN autotuning (docs/nas.md, GPU) [off]")
     parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch [1]")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--out", type=output_dir, help="folder for checkpoint.pt and train_result.json")
@@ -169,7 +175,7 @@ def _settings(args: argparse.Namespace, arch: str) -> dict[str, Any]:
         raise ValueError(f"--layers {settings['layers']}: a DARTS network needs at least 3 cells")
     settings.update(dataset=args.dataset, data_dir=None if args.data_dir is None else str(args.data_dir),
                     image_size=args.image_size, train_subset=args.train_subset, val_fraction=args.val_fraction,
-                    seed=args.seed, device=args.device)
+                    seed=args.seed, device=args.device or "cpu", tf32=args.tf32, deterministic=args.deterministic)
     return settings
 
 
@@ -217,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise FileNotFoundError(f"no checkpoint {path} to resume from (expected the --out folder of a training)")
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         settings, out = checkpoint["settings"], args.resume
+        if args.device is not None:  # the given device overrides the checkpoint's
+            settings = {**settings, "device": args.device}
     else:
         arch = args.arch or args.genotype or _arch_from_result(args.result)
         settings, out = _settings(args, arch), args.out
@@ -226,6 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Read before training, so that a bad table fails in seconds, not after the training.
     table = (BenchmarkTable.from_csv(args.nb201_table) if args.nb201_table is not None else shipped_table()) \
         if isinstance(cell, Cell) else None
+    # Before CUDA initialises (which joining a torchrun job does): deterministic cuBLAS needs that order.
+    configure_backend(settings["device"], tf32=settings.get("tf32", False),
+                      deterministic=settings.get("deterministic", False))
     parallel = DataParallel.from_environment(settings["device"])
     parallel.check_batch_size(settings["batch_size"])
     dataset = load_dataset(settings["dataset"], settings["data_dir"], settings["image_size"])
@@ -307,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "dataset": settings["dataset"], "test_accuracy": test_acc, "evaluated_on": test_name,
               "val_accuracy": val_acc, "val_images": len(val),
               "parameters": parameter_count(net), "epochs": epochs, "processes": parallel.world_size,
-              "settings": settings, "wall_time_s": seconds}
+              "settings": settings, "wall_time_s": seconds, "backend": backend_settings(device)}
     if val_acc is not None:
         print(f"{cell}: validation accuracy {100 * val_acc:.2f}% on {len(val)} held-out training images")
     print(f"{cell}: test accuracy {100 * test_acc:.2f}% on the {test_name} of {settings['dataset']} "

@@ -30,6 +30,19 @@ import hypergrad as hg
 Batch = tuple[torch.Tensor, ...]
 
 
+def process_device(device: str | torch.device, local_rank: int, world_size: int) -> torch.device:
+    """The device of process ``local_rank`` (its index on its machine) in a job of ``world_size`` processes.
+
+    In a data-parallel job every process has a GPU of its own: ``cuda`` and any ``cuda:N`` become
+    ``cuda:<local_rank>`` (an explicit index would put every process on one GPU, which NCCL refuses).
+    Any other device, and any device of a one-process job, is kept as given.
+    """
+    place = torch.device(device)
+    if world_size > 1 and place.type == "cuda":
+        return torch.device("cuda", local_rank)
+    return place
+
+
 @dataclass(frozen=True)
 class DataParallel:
     """This process's place in a data-parallel job (rank 0 of 1 when not distributed).
@@ -66,19 +79,18 @@ class DataParallel:
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return cls()
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        cuda = torch.device(device).type == "cuda"
-        if cuda:
-            torch.cuda.set_device(local)
-        dist.init_process_group("nccl" if cuda else "gloo")
+        place = process_device(device, local, int(os.environ["WORLD_SIZE"]))
+        if place.type == "cuda":
+            torch.cuda.set_device(place)
+            dist.init_process_group("nccl", device_id=place)
+        else:
+            dist.init_process_group("gloo")
         atexit.register(dist.destroy_process_group)
         return cls(dist.get_rank(), dist.get_world_size(), local)
 
     def device(self, device: str) -> torch.device:
-        """``device`` for this process: plain ``cuda`` becomes this process's GPU, ``cuda:<local rank>``."""
-        place = torch.device(device)
-        if self.active and place.type == "cuda" and place.index is None:
-            return torch.device("cuda", self.local_rank)
-        return place
+        """``device`` for this process (see :func:`process_device`)."""
+        return process_device(device, self.local_rank, self.world_size)
 
     def check_batch_size(self, batch_size: int) -> None:
         """A one-line ``ValueError`` unless the global batch splits evenly over the processes."""

@@ -53,8 +53,12 @@ class SearchConfig:
         pt_tune_steps: ``pt``: weight steps of fine-tuning after each edge is decided.
         pt_val_images: ``pt``: score the masked supernets on the first this many validation images (all if None).
         track_bn_stats: BatchNorm keeps running statistics (else it always normalises by the batch).
-        augment: random crop and flip on training batches.
+        augment: random crop and flip on the batches of both halves (weights' and α's), as DARTS and
+            NAS-Bench-201 augment their search data.
         device: torch device string.
+        tf32: TF32 matrix products and convolutions on GPUs (off: full float32, see
+            :mod:`applications.nas.common.backend`).
+        deterministic: deterministic GPU kernels (cuDNN, cuBLAS and the rest), so a search repeats bit for bit.
     """
 
     space: str = "nb201"
@@ -96,6 +100,8 @@ class SearchConfig:
     track_bn_stats: bool = False
     augment: bool = False
     device: str = "cpu"
+    tf32: bool = False
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:

@@ -45,7 +45,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ from torch.func import functional_call
 from tqdm import tqdm
 
 import hypergrad as hg
+from applications.nas.common.backend import configure as configure_backend
 from applications.nas.common.data import BatchStream, ImageSet, load_dataset, split_train_val
 from applications.nas.common.distributed import ONE_PROCESS, DataParallel
 from applications.nas.common.evaluation import evaluate
@@ -134,7 +135,7 @@ class _Search:
         # Separate seeded streams: weight steps, validation batches, and the iDARTS Hessian batches,
         # so each method sees the same weight-step batches whatever it draws for its hypergradient.
         self.train_stream = BatchStream(train, config.batch_size, config.seed + 1, config.augment, device)
-        self.val_stream = BatchStream(val, config.batch_size, config.seed + 2, False, device)
+        self.val_stream = BatchStream(val, config.batch_size, config.seed + 2, config.augment, device)
         self.hessian_stream = BatchStream(train, config.batch_size, config.seed + 3, config.augment, device)
         self.path_generator = torch.Generator().manual_seed(config.seed + 4)  # random-ws: the sampled cells
         self.device = device
@@ -388,17 +389,21 @@ def _epoch_record(epoch: int, lr: float, losses: list[float], accs: list[float],
 
 
 def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
-               on_epoch_end: EpochCallback | None = None, parallel: DataParallel | None = None) -> SearchState:
+               on_epoch_end: EpochCallback | None = None, parallel: DataParallel | None = None,
+               device: str | None = None) -> SearchState:
     """Runs (or resumes) a search, writing ``checkpoint.pt`` and ``log.jsonl`` into ``out_dir`` each epoch.
 
     Args:
-        config: the search settings (on resume, those stored in the checkpoint are used).
+        config: the search settings (on resume, those stored in the checkpoint are used), and with them the
+            numeric backend (:func:`applications.nas.common.backend.configure`).
         out_dir: the search folder.
         resume: continue from ``out_dir/checkpoint.pt``.
         progress: show a tqdm progress bar on stderr.
         on_epoch_end: called with ``(epoch, state)`` after each epoch's checkpoint is on disk.
         parallel: the data-parallel job (default: from the environment, see
             :meth:`DataParallel.from_environment`); only its process 0 writes into ``out_dir``.
+        device: on resume, the device to continue on instead of the checkpoint's (its tensors are
+            loaded onto this one).
 
     Returns:
         The final :class:`SearchState`.
@@ -407,6 +412,9 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
     checkpoint = load_checkpoint(out) if resume else None
     if checkpoint is not None:
         config = SearchConfig.from_dict(checkpoint["config"])
+        if device is not None:
+            config = replace(config, device=device)
+    configure_backend(config.device, tf32=config.tf32, deterministic=config.deterministic)
     parallel = parallel or DataParallel.from_environment(config.device)
     if parallel.is_writer:
         out.mkdir(parents=True, exist_ok=True)
