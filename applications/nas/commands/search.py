@@ -218,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"N, cells per stage (nb201 only) [{defaults.cells_per_stage}]")
     net.add_argument("--layers", type=positive_int,
                      help=f"L, cells of the DARTS supernet, at least 3 (darts only) [{defaults.layers}]")
+    net.add_argument("--bn-sync", action=argparse.BooleanOptionalAction,
+                     help="under torchrun, BatchNorm statistics of the global batch (one all-reduce per BatchNorm "
+                          "and pass), so that P processes search as one does; --no-bn-sync: each process its own "
+                          "slice's statistics [on]")
     net.add_argument("--track-bn-stats", action=argparse.BooleanOptionalAction,
                      help="BatchNorm tracks running statistics for evaluation [off; see docs/nas.md]")
 

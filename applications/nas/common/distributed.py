@@ -6,12 +6,16 @@ each (:meth:`DataParallel.shard`); gradients are averaged over processes with on
 architecture gradient through the library's ``reduce=`` option. All processes therefore take identical
 steps and hold identical α and weights; process 0 alone writes logs, checkpoints and results.
 
-BatchNorm normalises each process's slice by that slice's own statistics (as ``DistributedDataParallel``
-does without ``SyncBatchNorm``): a P-process run computes what one process computes with "ghost"
-BatchNorm over P equal slices of each batch, not BatchNorm over the whole batch. Synchronised statistics
-would need an all-reduce inside every BatchNorm of every forward, backward and double-backward pass (the
-Hessian-vector products), many more collectives per step than the search's few. Running statistics, where
-tracked, are averaged over processes before each evaluation and checkpoint.
+BatchNorm: by default (``synchronise_batch_norm``) every BatchNorm of the supernet normalises by the
+statistics of the global batch, as ``SyncBatchNorm`` does: each process sums its slice's values and
+squares per channel, one all-reduce adds them up, and the all-reduce is differentiable (its adjoint is
+an all-reduce), so backward passes, Hessian-vector products and mixed products see the same function
+of the global batch as one process does. A P-process search then computes the one-process search. That
+costs one small all-reduce per BatchNorm in every forward pass and again in every backward and double
+backward (docs/nas.md measures it). Without it, each process normalises its slice by its own
+statistics (``DistributedDataParallel`` without ``SyncBatchNorm``): "ghost" BatchNorm over P slices of
+each batch, a different search from the one-process one. Running statistics, where tracked, are
+averaged over processes before each evaluation and checkpoint.
 """
 
 from __future__ import annotations
@@ -23,11 +27,59 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
 import hypergrad as hg
 
 Batch = tuple[torch.Tensor, ...]
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` over the global batch of a data-parallel job (in training mode).
+
+    Per channel, the sums of the values and of their squares and the number of values are added up over
+    the processes by one differentiable all-reduce; mean and (biased) variance follow from them. In
+    evaluation mode, or outside a process group, it is ``nn.BatchNorm2d``: evaluation runs on whole sets
+    on every process, with nothing to synchronise.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            return super().forward(x)
+        local = x.new_full((1,), x.numel() // x.shape[1])
+        totals = dist_nn.all_reduce(torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), local]))
+        channels = x.shape[1]
+        count = totals[-1].detach()
+        mean = totals[:channels] / count
+        var = torch.clamp_min(totals[channels:2 * channels] / count - mean * mean, 0.0)
+        if self.track_running_stats:
+            self._track(mean.detach(), var.detach() * count / torch.clamp_min(count - 1, 1.0))
+        out = (x - mean.view(1, -1, 1, 1)) * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
+        if self.affine:
+            out = out * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return out
+
+    @torch.no_grad()
+    def _track(self, mean: torch.Tensor, unbiased_var: torch.Tensor) -> None:
+        """The running averages ``nn.BatchNorm2d`` keeps, from the global batch's statistics."""
+        assert self.running_mean is not None and self.running_var is not None and self.num_batches_tracked is not None
+        self.num_batches_tracked.add_(1)
+        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        self.running_mean.lerp_(mean, factor)
+        self.running_var.lerp_(unbiased_var, factor)
+
+
+def synchronise_batch_norm(net: nn.Module) -> nn.Module:
+    """``net`` with every ``nn.BatchNorm2d`` replaced, in place, by a :class:`GlobalBatchNorm2d` with its state."""
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if type(child) is nn.BatchNorm2d:
+                synced = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                           child.track_running_stats)
+                synced.load_state_dict(child.state_dict())
+                setattr(module, name, synced)
+    return net
 
 
 def process_device(device: str | torch.device, local_rank: int, world_size: int) -> torch.device:

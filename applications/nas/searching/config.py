@@ -59,6 +59,8 @@ class SearchConfig:
         tf32: TF32 matrix products and convolutions on GPUs (off: full float32, see
             :mod:`applications.nas.common.backend`).
         deterministic: deterministic GPU kernels (cuDNN, cuBLAS and the rest), so a search repeats bit for bit.
+        bn_sync: under torchrun, BatchNorm normalises by the statistics of the global batch, so that P
+            processes compute the one-process search (else each process uses its own slice's statistics).
     """
 
     space: str = "nb201"
@@ -102,6 +104,7 @@ class SearchConfig:
     device: str = "cpu"
     tf32: bool = False
     deterministic: bool = False
+    bn_sync: bool = True
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:

@@ -59,7 +59,7 @@ from tqdm import tqdm
 import hypergrad as hg
 from applications.nas.common.backend import configure as configure_backend
 from applications.nas.common.data import BatchStream, ImageSet, load_dataset, split_train_val
-from applications.nas.common.distributed import ONE_PROCESS, DataParallel
+from applications.nas.common.distributed import ONE_PROCESS, DataParallel, synchronise_batch_norm
 from applications.nas.common.evaluation import evaluate
 from applications.nas.common.files import atomic_write_bytes, atomic_write_text
 from applications.nas.searching.config import GRADIENT_METHODS, SearchConfig
@@ -125,7 +125,10 @@ class _Search:
         parallel.check_batch_size(config.batch_size)
         device = parallel.device(config.device)
         torch.manual_seed(config.seed)
-        self.net = config.search_space.build_supernet(config, train.in_channels, train.num_classes).to(device)
+        self.net = config.search_space.build_supernet(config, train.in_channels, train.num_classes)
+        if parallel.active and config.bn_sync:
+            synchronise_batch_norm(self.net)
+        self.net.to(device)
         self.weights, self.alphas = self.net.split_parameters()
         self.w_opt = torch.optim.SGD(list(self.weights.values()), lr=config.w_lr, momentum=config.w_momentum,
                                      nesterov=config.w_momentum > 0, weight_decay=config.w_weight_decay)
