@@ -6,7 +6,9 @@
 
 Each run is ``python -m applications.nas.search`` under ``torchrun --standalone``; the figure is the
 mean seconds per step of the last epoch (``log.jsonl``, written by process 0), so start-up, data
-loading and the first epoch's warm-up are left out. Prints one Markdown table row per method.
+loading and the first epoch's warm-up are left out. The P-process search runs twice: with BatchNorm
+over the global batch (the default, ``--bn-sync``) and with per-process statistics (``--no-bn-sync``),
+so the table shows what synchronising BatchNorm costs. Prints one Markdown table row per method.
 """
 
 from __future__ import annotations
@@ -42,12 +44,16 @@ def main() -> None:
     args, extra = parser.parse_known_args()
     extra = extra or ["--dataset", "mnist5k", "--image-size", "14", "--train-subset", "1280", "--channels", "4",
                       "--cells-per-stage", "1", "--batch-size", "64", "--epochs", "2"]
-    print(f"| method | 1 process, s/step | {args.processes} processes, s/step | speed-up |")
-    print("| --- | --- | --- | --- |")
+    p = args.processes
+    print(f"| method | 1 process, s/step | {p} processes, s/step | speed-up | {p} processes, per-process "
+          "BatchNorm, s/step | BatchNorm sync, s/step |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for method in args.method:
         one = seconds_per_step(1, method, extra, args.threads)
-        many = seconds_per_step(args.processes, method, extra, args.threads)
-        print(f"| {method} | {one:.3f} | {many:.3f} | {one / many:.2f}× |", flush=True)
+        many = seconds_per_step(p, method, [*extra, "--bn-sync"], args.threads)
+        ghost = seconds_per_step(p, method, [*extra, "--no-bn-sync"], args.threads)
+        print(f"| {method} | {one:.3f} | {many:.3f} | {one / many:.2f}× | {ghost:.3f} | {many - ghost:+.3f} |",
+              flush=True)
 
 
 if __name__ == "__main__":

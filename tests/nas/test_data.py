@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from applications.nas.common.data import BatchStream, DataError, _mnist5k_file, load_dataset, split_train_val
+from applications.nas.common.data import BatchStream, DataError, ImageSet, _mnist5k_file, load_dataset, split_train_val
 
 # The NAS application runs in float32; the suite-wide default is float64 for solver tests.
 pytestmark = pytest.mark.float32
@@ -152,3 +152,65 @@ def test_batch_larger_than_the_data_is_rejected() -> None:
     data = load_dataset("digits").train.subset(torch.arange(10))
     with pytest.raises(DataError, match="batch size 11"):
         BatchStream(data, 11, seed=0)
+
+
+def _batches_as_the_host_loader_made_them(data: ImageSet, batch_size: int, seed: int, augment: bool,
+                                          count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The reference: the loader before the data moved to the device (host gather, cast and normalisation,
+    one slice per image for the crop), written out here as it was."""
+    generator = torch.Generator().manual_seed(seed)
+    order, position, out = torch.randperm(len(data), generator=generator), 0, []
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    for _ in range(count):
+        if position + batch_size > len(order):
+            order, position = torch.randperm(len(data), generator=generator), 0
+        indices = order[position:position + batch_size]
+        position += batch_size
+        x = (data.images[indices].float() / 255.0 - mean) / std
+        if augment:
+            n, _, h, w = x.shape
+            pad = max(1, h // 8)
+            padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+            shifts = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
+            flips = torch.rand(n, generator=generator) < 0.5
+            crops = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(shifts.tolist())])
+            x = torch.where(flips.view(-1, 1, 1, 1), crops.flip(-1), crops)
+        out.append((x, data.labels[indices]))
+    return out
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_batches_gathered_on_the_device_are_those_of_the_host_loader(augment: bool) -> None:
+    data = load_dataset("digits").train.subset(torch.arange(100))
+    stream = BatchStream(data, 16, seed=4, augment=augment)
+    for x_ref, y_ref in _batches_as_the_host_loader_made_them(data, 16, 4, augment, 14):  # over two passes
+        x, y = stream()
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_a_batch_on_a_device_makes_no_host_synchronisation(augment: bool) -> None:
+    """On ``meta`` (a device whose values cannot be read at all) every batch of two passes, augmented or
+    not, is made without a blocking copy or a read; the set itself is copied to the device once."""
+    from tests.nas.host_syncs import HostSyncCounter
+
+    data = load_dataset("digits").train.subset(torch.arange(100))
+    with HostSyncCounter() as setup:
+        stream = BatchStream(data, 16, seed=4, augment=augment, device="meta")
+    assert setup.where == ["_to_copy cpu->meta"] * 4  # images, labels, mean and std: once per set
+    with HostSyncCounter() as batches:
+        for _ in range(14):
+            x, y = stream()
+    assert batches.where == [] and x.device.type == "meta" and x.shape == (16, 1, 8, 8) and y.shape == (16,)
+
+
+def test_the_sync_counter_sees_a_blocking_copy_and_a_read() -> None:
+    from tests.nas.host_syncs import HostSyncCounter
+
+    with HostSyncCounter() as counter:
+        on_device = torch.ones(3).to("meta")
+        torch.ones(3).to("meta", non_blocking=True)
+        with pytest.raises((RuntimeError, NotImplementedError)):
+            on_device.sum().item()
+    assert counter.where[0] == "_to_copy cpu->meta" and counter.where[1] == "_local_scalar_dense"

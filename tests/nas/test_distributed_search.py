@@ -53,7 +53,7 @@ def _worker(rank: int, world: int, root: str, out: dict) -> None:
         for method in METHODS:
             state = run_search(replace(TINY, method=method), Path(root) / method, progress=False, parallel=parallel)
             alphas[method] = state.alphas
-        alphas["ghost"] = run_search(replace(TINY, bn_sync=False), Path(root) / "ghost", progress=False,
+        alphas["ghost"] = run_search(replace(TINY, method="darts-1st", bn_sync=False), Path(root) / "ghost", progress=False,
                                      parallel=parallel).alphas
         alphas["new user"] = run_search(NEW_USER, Path(root) / "new user", progress=False, parallel=parallel).alphas
         # An interrupted data-parallel search resumes from process 0's checkpoint on every process.
@@ -86,7 +86,7 @@ def one_process(tmp_path_factory: pytest.TempPathFactory) -> Path:
     forward = Supernet.forward
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Supernet, "forward", lambda net, x: torch.cat([forward(net, h) for h in x.chunk(WORLD)]))
-        run_search(replace(TINY, bn_sync=False), root / "ghost", progress=False, parallel=ONE_PROCESS)
+        run_search(replace(TINY, method="darts-1st", bn_sync=False), root / "ghost", progress=False, parallel=ONE_PROCESS)
     return root
 
 

@@ -24,15 +24,33 @@ import atexit
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
 import hypergrad as hg
 
 Batch = tuple[torch.Tensor, ...]
+
+
+class _SumOverProcesses(torch.autograd.Function):
+    """The sum of a tensor over the processes, differentiable to any order: its adjoint is itself."""
+
+    @staticmethod
+    def forward(tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        total = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return _SumOverProcesses.apply(grad)
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
@@ -48,7 +66,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         if not (self.training and dist.is_available() and dist.is_initialized()):
             return super().forward(x)
         local = x.new_full((1,), x.numel() // x.shape[1])
-        totals = dist_nn.all_reduce(torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), local]))
+        totals = _SumOverProcesses.apply(torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), local]))
         channels = x.shape[1]
         count = totals[-1].detach()
         mean = totals[:channels] / count

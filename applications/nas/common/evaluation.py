@@ -20,7 +20,7 @@ def evaluate(net: nn.Module, data: ImageSet, device: torch.device | str = "cpu")
     net.eval()
     total_loss, correct = 0.0, 0
     for start in range(0, len(data), _EVAL_BATCH):
-        x, y = data.batch(torch.arange(start, min(start + _EVAL_BATCH, len(data))), device)
+        x, y = data.batch(torch.arange(start, min(start + _EVAL_BATCH, len(data)), device=data.device), device)
         logits = net(x)
         total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())

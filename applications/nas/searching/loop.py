@@ -137,9 +137,11 @@ class _Search:
                                       weight_decay=config.alpha_weight_decay)
         # Separate seeded streams: weight steps, validation batches, and the iDARTS Hessian batches,
         # so each method sees the same weight-step batches whatever it draws for its hypergradient.
-        self.train_stream = BatchStream(train, config.batch_size, config.seed + 1, config.augment, device)
-        self.val_stream = BatchStream(val, config.batch_size, config.seed + 2, config.augment, device)
-        self.hessian_stream = BatchStream(train, config.batch_size, config.seed + 3, config.augment, device)
+        # The halves go to the device once; the weight and Hessian streams share the training half there.
+        self.train, self.val = train.to(device), val.to(device)
+        self.train_stream = BatchStream(self.train, config.batch_size, config.seed + 1, config.augment, device)
+        self.val_stream = BatchStream(self.val, config.batch_size, config.seed + 2, config.augment, device)
+        self.hessian_stream = BatchStream(self.train, config.batch_size, config.seed + 3, config.augment, device)
         self.path_generator = torch.Generator().manual_seed(config.seed + 4)  # random-ws: the sampled cells
         self.device = device
         # DrNAS: the Gamma draws behind the Dirichlet mixing weights, a stream of their own.
@@ -287,7 +289,7 @@ def select_by_weight_sharing(search: _Search, val: ImageSet, candidates: int) ->
             continue
         correct = 0
         for start in range(0, len(val), 256):
-            x, y = val.batch(torch.arange(start, min(start + 256, len(val))), search.device)
+            x, y = val.batch(torch.arange(start, min(start + 256, len(val)), device=val.device))
             correct += int((search.net.forward_path(x, cell).argmax(1) == y).sum())
         scored[str(cell)] = correct / len(val)
     search.net.train()
@@ -475,7 +477,7 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
             parallel.average_buffers(search.net)
             parallel.check_identical([*search.net.parameters(), *search.net.buffers()], "supernet weights and α")
             with search.expected_mixing():
-                val_metrics = evaluate(search.net, val, search.device)
+                val_metrics = evaluate(search.net, search.val, search.device)
             seconds = time.perf_counter() - started
             state.alphas = search.alphas_now()
             state.history.append(_epoch_record(epoch, lr, losses, accs, val_metrics, seconds, steps, infos,
@@ -494,7 +496,7 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
     finally:
         bar.close()
     if config.method == "random-ws":
-        state.selected = select_by_weight_sharing(search, val, config.rsws_candidates)
+        state.selected = select_by_weight_sharing(search, search.val, config.rsws_candidates)
     if config.selection == "pt":
-        state.perturbation = select_by_perturbation(search, val, progress and parallel.is_writer)
+        state.perturbation = select_by_perturbation(search, search.val, progress and parallel.is_writer)
     return state
