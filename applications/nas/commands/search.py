@@ -43,7 +43,14 @@ from applications.nas.common.data import BUNDLED_CIFAR10_SIZE, DATASETS, DataErr
 from applications.nas.common.distributed import DataParallel
 from applications.nas.common.files import atomic_write_text
 from applications.nas.searching.config import ALPHA_LR_SCHEDULES, METHODS, SELECTIONS, SearchConfig, SearchConfigError
-from applications.nas.searching.loop import SearchState, load_checkpoint, run_search
+from applications.nas.searching.loop import (
+    CHECKPOINT,
+    SearchInterrupted,
+    SearchState,
+    load_checkpoint,
+    run_search,
+    stop_on_sigterm,
+)
 from applications.nas.spaces.nb201.derive import edge_probabilities
 from applications.nas.spaces.nb201.genotype import Cell
 from applications.nas.spaces.nb201.network import ALPHA_NAME
@@ -188,7 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=output_dir, help="output folder (required unless --resume)")
     run.add_argument("--resume", type=existing_output_dir, metavar="DIR",
                      help="continue the interrupted search in DIR with the settings stored in its checkpoint "
-                          "(search options given here are ignored; derivation and table options apply)")
+                          "(search options given here are ignored; derivation and table options apply). The same "
+                          "command with --out DIR continues by itself when DIR holds this search's checkpoint")
+    run.add_argument("--checkpoint-every", type=nonnegative_int, default=0, metavar="N",
+                     help="also write the checkpoint every N steps within an epoch, so that an interruption loses "
+                          "at most N steps (0: at the end of each epoch only) [0]")
     run.add_argument("--device", type=torch_device,
                      help=f"torch device; under torchrun each process takes cuda:LOCAL_RANK for cuda; with --resume, "
                           f"the device to continue on (the checkpoint's otherwise) [{defaults.device}]")
@@ -308,6 +319,21 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         if getattr(args, name) is not None and space != owner:
             raise SearchConfigError(f"{option} applies to --space {owner}, not {space}")
     return SearchConfig(**values)
+
+
+def _holds_this_search(out: Path, config: SearchConfig) -> bool:
+    """Whether ``out`` holds a checkpoint of the search ``config`` describes (on any device), which the
+    search then continues: how a job that ``torchrun --max-restarts`` restarts picks up where it stopped."""
+    if not (out / CHECKPOINT).is_file():
+        return False
+    stored = SearchConfig.from_dict(load_checkpoint(out)["config"])
+    same = replace(stored, device=config.device) == config
+    if same:
+        print(f"note: {out / CHECKPOINT} holds this search; continuing from it", file=sys.stderr)
+    else:
+        print(f"note: {out / CHECKPOINT} holds another search (other settings); starting afresh over it",
+              file=sys.stderr)
+    return same
 
 
 def summarise(config: SearchConfig, state: SearchState, exclude_none: bool, table: BenchmarkTable | None,
@@ -457,7 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.resume is None and args.out is None:
         parser.error("--out DIR is required (or --resume DIR)")
-    if args.resume is not None:
+    resume = args.resume is not None
+    if resume:
         out = args.resume
         config = SearchConfig.from_dict(load_checkpoint(out)["config"])
         if args.device is not None:  # the given device overrides the checkpoint's
@@ -465,6 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         out = args.out
         config = config_from_args(args)
+        resume = _holds_this_search(out, config)
     if args.nats_file is not None and not args.nats_file.exists():
         raise FileNotFoundError(f"--nats-file {args.nats_file} not found")
     torch.set_num_threads(args.threads)
@@ -475,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         nats_file = args.nats_file
     elif args.nb201_table is not None or args.nats_file is not None:
         print(f"note: no benchmark lookup: NAS-Bench-201 holds no {config.search_space.title}", file=sys.stderr)
-    note = PRESET_NOTES.get(args.preset) if args.resume is None else None
+    note = PRESET_NOTES.get(args.preset) if not resume else None
     if note:
         preset = PRESETS[args.preset]
         changed = [f"{name}={getattr(config, name)}" for name in sorted(preset) if getattr(config, name) != preset[name]]
@@ -486,8 +514,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Before CUDA initialises (which joining a torchrun job does): deterministic cuBLAS needs that order.
     configure_backend(config.device, tf32=config.tf32, deterministic=config.deterministic)
     parallel = DataParallel.from_environment(config.device)  # under torchrun: this process's part
-    state = run_search(config, out, resume=args.resume is not None, progress=not args.no_progress, parallel=parallel,
-                       device=args.device)
+    try:
+        with stop_on_sigterm():  # torchrun's signal to the other processes when one fails
+            state = run_search(config, out, resume=resume, progress=not args.no_progress, parallel=parallel,
+                               device=args.device, checkpoint_every=args.checkpoint_every)
+    except SearchInterrupted as err:
+        print(f"python -m applications.nas.search: {err}", file=sys.stderr)
+        return 1
     if not parallel.is_writer:
         return 0
     result = summarise(config, state, args.exclude_none, table, nats_file)

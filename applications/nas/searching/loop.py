@@ -28,7 +28,9 @@ tensors: the library reads them as dicts (it detaches and never mutates them) an
 decides the supernet and how many α tensors it has (see :mod:`applications.nas.spaces.registry`).
 
 Every epoch ends with an atomic checkpoint (model, both optimizers, batch-stream positions, RNG
-states, history), so an interrupted search resumes to exactly the result of an uninterrupted one on CPU.
+states, history), and so, optionally, does every N-th step (``checkpoint_every``), so an interrupted
+search resumes to exactly the result of an uninterrupted one on CPU. An interruption (Ctrl-C, SIGTERM, a
+lost process of the job) stops it with :class:`SearchInterrupted`, whose message names that checkpoint.
 
 Under ``torchrun`` the search is data-parallel (:mod:`applications.nas.common.distributed`): every batch is
 split over the processes, the weight gradients and the hypergradient are averaged over them, and
@@ -42,6 +44,7 @@ import functools
 import json
 import math
 import random
+import signal
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -51,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
@@ -93,6 +97,13 @@ class SearchState:
     """``random-ws`` only: the chosen cell (``arch``), its validation accuracy and the candidates scored."""
     perturbation: dict[str, Any] | None = None
     """``selection=pt`` only: the cell chosen by perturbation (``arch``) and the record of each edge's decision."""
+    epoch_progress: dict[str, Any] | None = None
+    """Within an epoch (a checkpoint every N steps): the steps done and their figures so far, else ``None``."""
+
+
+class SearchInterrupted(RuntimeError):
+    """The search stopped before its end (a signal, or another process of the job lost); the message says
+    where, and which checkpoint is intact to continue from."""
 
 
 EpochCallback = Callable[[int, SearchState], None]
@@ -258,6 +269,7 @@ class _Search:
             "nonfinite_steps": state.nonfinite_steps,
             "wall_time": state.wall_time,
             "epochs_done": state.epochs_done,
+            "epoch_progress": state.epoch_progress,
         }
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> SearchState:
@@ -274,7 +286,8 @@ class _Search:
         np.random.set_state(checkpoint["rng"]["numpy"])
         random.setstate(checkpoint["rng"]["python"])
         return SearchState(self.alphas_now(), checkpoint["initial_alphas"], checkpoint["history"],
-                           checkpoint["nonfinite_steps"], checkpoint["wall_time"], checkpoint["epochs_done"])
+                           checkpoint["nonfinite_steps"], checkpoint["wall_time"], checkpoint["epochs_done"],
+                           epoch_progress=checkpoint.get("epoch_progress"))
 
 
 @torch.no_grad()
@@ -363,7 +376,7 @@ def load_checkpoint(out_dir: Path) -> dict[str, Any]:
 
 
 def _epoch_record(epoch: int, lr: float, losses: list[float], accs: list[float], val: tuple[float, float],
-                  seconds: float, steps: int, infos: list[Any], skipped: int, space: SearchSpace,
+                  seconds: float, steps: int, infos: list[dict[str, Any]], skipped: int, space: SearchSpace,
                   alphas: dict[str, torch.Tensor]) -> dict[str, Any]:
     record: dict[str, Any] = {
         "epoch": epoch + 1,
@@ -381,21 +394,53 @@ def _epoch_record(epoch: int, lr: float, losses: list[float], accs: list[float],
         "arch": str(space.derive(alphas, False)),
     }
     if infos:
-        record["hvps_per_step"] = float(np.mean([i.hvps for i in infos]))
-        record["solver_iterations"] = float(np.mean([i.iterations for i in infos]))
-        residuals = [i.residual_norm for i in infos if not math.isnan(i.residual_norm)]
+        record["hvps_per_step"] = float(np.mean([i["hvps"] for i in infos]))
+        record["solver_iterations"] = float(np.mean([i["iterations"] for i in infos]))
+        residuals = [i["residual_norm"] for i in infos if not math.isnan(i["residual_norm"])]
         if residuals:
             record["residual_norm"] = float(np.mean(residuals))
-        converged = [i.converged for i in infos if i.converged is not None]
+        converged = [i["converged"] for i in infos if i["converged"] is not None]
         if converged:
             record["converged_fraction"] = float(np.mean(converged))
-        record["diverged_steps"] = int(sum(bool(i.diverged) for i in infos))
+        record["diverged_steps"] = int(sum(i["diverged"] for i in infos))
     return record
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Inside it, SIGTERM stops a search as Ctrl-C does (:class:`SearchInterrupted`, naming the intact
+    checkpoint). ``torchrun`` sends SIGTERM to the other processes of a job when one of them fails."""
+    def stop(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _lost_process(err: RuntimeError) -> bool:
+    """Whether ``err`` is a collective that failed because a process of the job is gone (gloo and NCCL
+    raise plain ``RuntimeError``s naming themselves, newer torch a ``DistError``)."""
+    return isinstance(err, dist.DistError) or any(word in str(err) for word in ("gloo", "NCCL", "Connection"))
+
+
+def _interruption(reason: str, position: tuple[int, int], saved: tuple[int, int], steps: int, out: Path) -> str:
+    """One line: where the search stopped, and the checkpoint it continues from."""
+    epoch, step = position
+    epochs_done, into_next = saved
+    at = f"after {epochs_done} epochs"
+    if into_next:
+        at += f" and {into_next} of the {steps} steps of epoch {epochs_done + 1}"
+    return (f"search stopped at epoch {epoch + 1}, step {min(step + 1, steps)} of {steps}: {reason}. The last checkpoint, "
+            f"{at}, is intact in {out / CHECKPOINT}: the same command continues from it (under torchrun, "
+            "--max-restarts N restarts the job, which then continues by itself)")
 
 
 def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
                on_epoch_end: EpochCallback | None = None, parallel: DataParallel | None = None,
-               device: str | None = None) -> SearchState:
+               device: str | None = None, checkpoint_every: int = 0) -> SearchState:
     """Runs (or resumes) a search, writing ``checkpoint.pt`` and ``log.jsonl`` into ``out_dir`` each epoch.
 
     Args:
@@ -409,6 +454,13 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
             :meth:`DataParallel.from_environment`); only its process 0 writes into ``out_dir``.
         device: on resume, the device to continue on instead of the checkpoint's (its tensors are
             loaded onto this one).
+        checkpoint_every: also write the checkpoint every this many steps within an epoch (0: at the end of
+            each epoch only), so that an interruption loses at most that many steps; a resume continues
+            from the step it holds and ends as the uninterrupted search.
+
+    Raises:
+        SearchInterrupted: on Ctrl-C or SIGTERM (see :func:`stop_on_sigterm`), or when another process of a
+            data-parallel job is lost; the message names the intact checkpoint.
 
     Returns:
         The final :class:`SearchState`.
@@ -432,9 +484,21 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
         state = SearchState(search.alphas_now(), search.alphas_now())
 
     steps = search.train_stream.batches_per_pass
-    bar = tqdm(total=config.epochs * steps, initial=state.epochs_done * steps, disable=not (progress and parallel.is_writer),
-               unit="step", dynamic_ncols=True, desc=f"{config.method}")
+    done = state.epoch_progress["step"] if state.epoch_progress else 0
+    bar = tqdm(total=config.epochs * steps, initial=state.epochs_done * steps + done,
+               disable=not (progress and parallel.is_writer), unit="step", dynamic_ncols=True, desc=f"{config.method}")
     reported_growth = False
+    saved = (state.epochs_done, done)  # what the checkpoint on disk holds: (epochs done, steps into the next)
+    position = saved
+
+    def save(epoch_steps: int) -> None:
+        nonlocal saved
+        if parallel.is_writer:
+            atomic_write_text(out / LOG, "".join(json.dumps(r) + "\n" for r in state.history))
+            atomic_write_bytes(out / CHECKPOINT, functools.partial(torch.save, search.state_dict(state)))
+        saved = (state.epochs_done, epoch_steps)
+        parallel.barrier()
+
     try:
         for epoch in range(state.epochs_done, config.epochs):
             started = time.perf_counter()
@@ -444,11 +508,15 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
             for group in search.a_opt.param_groups:
                 group["lr"] = config.arch_lr(epoch)
             search.beta_weight = beta_decay_weight(config.beta_decay, epoch, config.epochs)
-            losses: list[float] = []
-            accs: list[float] = []
-            infos: list[Any] = []
-            skipped = 0
-            for step in range(steps):
+            progress_so_far = state.epoch_progress or {"step": 0, "losses": [], "accs": [], "infos": [], "skipped": 0,
+                                                       "seconds": 0.0}
+            losses: list[float] = progress_so_far["losses"]
+            accs: list[float] = progress_so_far["accs"]
+            infos: list[dict[str, Any]] = progress_so_far["infos"]
+            skipped: int = progress_so_far["skipped"]
+            earlier = progress_so_far["seconds"]  # this epoch's time before an interruption
+            for step in range(progress_so_far["step"], steps):
+                position = (epoch, step)
                 batch = parallel.shard(search.train_stream())
                 loss, acc = search.weight_step(batch)
                 losses.append(loss)
@@ -456,11 +524,14 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
                 moves_alpha = config.method in GRADIENT_METHODS and epoch >= config.warmup_epochs
                 if moves_alpha and (step + 1) % config.inner_steps == 0:
                     try:
-                        infos.append(search.arch_step(lr, batch))
-                        if infos[-1].diverged and not reported_growth:
+                        info = search.arch_step(lr, batch)
+                        infos.append({"hvps": info.hvps, "iterations": info.iterations,
+                                      "residual_norm": info.residual_norm, "converged": info.converged,
+                                      "diverged": bool(info.diverged)})
+                        if info.diverged and not reported_growth:
                             reported_growth = True
                             bar.write(f"note: the {config.method} solve grew at epoch {epoch + 1}, step {step + 1} "
-                                      f"({infos[-1].message or 'diverged'}); such steps are counted in the log "
+                                      f"({info.message or 'diverged'}); such steps are counted in the log "
                                       "as diverged_steps")
                     except hg.NonFiniteError as err:
                         skipped += 1
@@ -472,13 +543,18 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
                 bar.set_description(f"{config.method} epoch {epoch + 1}/{config.epochs}")
                 bar.set_postfix(loss=f"{loss:.3f}", acc=f"{np.mean(accs):.3f}",
                                 val_acc=f"{state.history[-1]['val_acc']:.3f}" if state.history else "-",
-                                s_step=f"{elapsed / (step + 1):.2f}", refresh=False)
+                                s_step=f"{(earlier + elapsed) / (step + 1):.2f}", refresh=False)
                 bar.update(1)
+                if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+                    state.epoch_progress = {"step": step + 1, "losses": losses, "accs": accs, "infos": infos,
+                                            "skipped": skipped, "seconds": earlier + time.perf_counter() - started}
+                    save(step + 1)
+            position = (epoch, steps)
             parallel.average_buffers(search.net)
             parallel.check_identical([*search.net.parameters(), *search.net.buffers()], "supernet weights and α")
             with search.expected_mixing():
                 val_metrics = evaluate(search.net, search.val, search.device)
-            seconds = time.perf_counter() - started
+            seconds = earlier + time.perf_counter() - started
             state.alphas = search.alphas_now()
             state.history.append(_epoch_record(epoch, lr, losses, accs, val_metrics, seconds, steps, infos,
                                                skipped, config.search_space, state.alphas))
@@ -487,12 +563,19 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
                 state.history[-1]["beta_weight"] = search.beta_weight
             state.wall_time += seconds
             state.epochs_done = epoch + 1
-            if parallel.is_writer:
-                atomic_write_text(out / LOG, "".join(json.dumps(r) + "\n" for r in state.history))
-                atomic_write_bytes(out / CHECKPOINT, functools.partial(torch.save, search.state_dict(state)))
-            parallel.barrier()
+            state.epoch_progress = None
+            save(0)
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, state)
+    except (KeyboardInterrupt, RuntimeError) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        if isinstance(err, KeyboardInterrupt):
+            reason = f"received {detail}" if detail else "interrupted"
+        elif parallel.active and _lost_process(err):
+            reason = f"another process of the job was lost ({detail})"
+        else:
+            raise
+        raise SearchInterrupted(_interruption(reason, position, saved, steps, out)) from err
     finally:
         bar.close()
     if config.method == "random-ws":
