@@ -45,6 +45,7 @@ import json
 import math
 import random
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -411,13 +412,21 @@ def stop_on_sigterm() -> Iterator[None]:
     """Inside it, SIGTERM stops a search as Ctrl-C does (:class:`SearchInterrupted`, naming the intact
     checkpoint). ``torchrun`` sends SIGTERM to the other processes of a job when one of them fails."""
     def stop(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+        # Once the search is stopping (for this signal or a lost process), a second signal must not cut
+        # short the message that names the checkpoint.
+        if not _STOPPING.is_set():
+            _STOPPING.set()
+            raise KeyboardInterrupt(signal.Signals(signum).name)
 
+    _STOPPING.clear()
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+_STOPPING = threading.Event()
 
 
 def _lost_process(err: RuntimeError) -> bool:
@@ -568,6 +577,7 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, state)
     except (KeyboardInterrupt, RuntimeError) as err:
+        _STOPPING.set()
         detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
         if isinstance(err, KeyboardInterrupt):
             reason = f"received {detail}" if detail else "interrupted"
