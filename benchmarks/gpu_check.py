@@ -1,6 +1,6 @@
 """The prepared GPU check of a NAS-Bench-201 search: does it run right, and how fast, on one GPU.
 
-    python benchmarks/gpu_check.py --device cuda --out gpu_check.json          # about 5 minutes on one H200
+    python benchmarks/gpu_check.py --device cuda --out gpu_check.json          # sized for at most 8 minutes on one GPU
     python benchmarks/gpu_check.py --dry-run --out /tmp/gpu_check.json         # the same on the CPU, tiny
 
 At the paper's setting (C=16, N=5, 32x32, batch 64, augmentation on both halves, CIFAR-shaped random images:
@@ -11,7 +11,7 @@ a step's cost does not depend on the pixels) and with the backend a search uses
    a CPU index into its device iteration).
 2. ``sync_per_step``: host synchronisations in one search step (weight step + architecture step), counted
    as the warnings of ``torch.cuda.set_sync_debug_mode("warn")``, with the places that made them.
-3. ``profile``: ``torch.profiler`` over 3 steps: kernels launched, GPU busy time (the kernels' summed
+3. ``profile``: ``torch.profiler`` over 3 steps (``--profile-steps``): kernels launched, GPU busy time (the kernels' summed
    durations) and wall time; busy/wall far below 1 means the host, not the GPU, bounds the step.
 4. ``tf32``: ∂_α of one architecture step from the same state and batches, TF32 off and on: the relative
    difference of ∂_α and of the logits.
@@ -215,7 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _step(search)
         trace = args.out.with_name(f"{args.out.stem}-{method}-trace.json") if args.trace and args.out else None
         entry = {"autotuned": timed, "not_autotuned": untuned, "sync_per_step": count_syncs(search, device),
-                 "profile": profile(search, device, 3, trace), "tf32": tf32_effect(search, device)}
+                 "profile": profile(search, device, args.profile_steps, trace), "tf32": tf32_effect(search, device)}
         record["methods"][method] = entry
         del search
         _free(device)
@@ -240,9 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cells", type=int, default=5)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--profile-steps", type=int, default=3, help="steps profiled per method [3]")
     parser.add_argument("--trace", action="store_true", help="also write each method's profiler trace (large)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="the whole check on the CPU at a tiny size (C=2, N=1, 8x8, batch 4, 1 step): that it runs")
+                        help="the whole check on the CPU at a tiny size (C=2, N=1, 8x8, batch 4, 1 step each): that it runs")
     parser.add_argument("--out", type=Path, help="the JSON file of figures")
     return parser
 
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.dry_run:
         args.device, args.channels, args.cells, args.image_size, args.batch_size = "cpu", 2, 1, 8, 4
-        args.steps, args.warmup = 1, 1
+        args.steps, args.warmup, args.profile_steps = 1, 0, 1
     record = run(args)
     if args.out is not None:
         args.out.write_text(json.dumps(record, indent=2) + "\n")
