@@ -89,6 +89,7 @@ class ImageSet:
         return replace(self, images=self.images.to(device), labels=self.labels.to(device))
 
     def subset(self, indices: torch.Tensor) -> ImageSet:
+        indices = indices.to(self.device)
         return replace(self, images=self.images[indices], labels=self.labels[indices])
 
     def batch(self, indices: torch.Tensor, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
