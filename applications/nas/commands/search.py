@@ -517,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with stop_on_sigterm():  # torchrun's signal to the other processes when one fails
             state = run_search(config, out, resume=resume, progress=not args.no_progress, parallel=parallel,
-                               device=args.device, checkpoint_every=args.checkpoint_every)
+                               device=config.device, checkpoint_every=args.checkpoint_every)
     except SearchInterrupted as err:
         print(f"python -m applications.nas.search: {err}", file=sys.stderr)
         return 1

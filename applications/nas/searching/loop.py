@@ -419,6 +419,9 @@ def stop_on_sigterm() -> Iterator[None]:
             raise KeyboardInterrupt(signal.Signals(signum).name)
 
     _STOPPING.clear()
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may handle signals
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
