@@ -113,6 +113,20 @@ def process_device(device: str | torch.device, local_rank: int, world_size: int)
     return place
 
 
+def _attempt_store() -> dist.Store | None:
+    """torchrun's key-value store, under a prefix of this attempt when torchrun restarts jobs.
+
+    torchrun keeps one store for all the attempts of a job (``TORCHELASTIC_USE_AGENT_STORE``), and the
+    process group's keys carry no attempt: a restarted job then read the addresses of the processes it
+    replaced and failed to connect ("Connection refused"). ``None`` (the environment's own rendezvous)
+    outside torchrun's shared store.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False)
+    return dist.PrefixStore(f"attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/", store)
+
+
 @dataclass(frozen=True)
 class DataParallel:
     """This process's place in a data-parallel job (rank 0 of 1 when not distributed).
@@ -152,9 +166,9 @@ class DataParallel:
         place = process_device(device, local, int(os.environ["WORLD_SIZE"]))
         if place.type == "cuda":
             torch.cuda.set_device(place)
-            dist.init_process_group("nccl", device_id=place)
-        else:
-            dist.init_process_group("gloo")
+        dist.init_process_group("nccl" if place.type == "cuda" else "gloo", store=_attempt_store(),
+                                rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
+                                device_id=place if place.type == "cuda" else None)
         atexit.register(dist.destroy_process_group)
         return cls(dist.get_rank(), dist.get_world_size(), local)
 
