@@ -31,6 +31,7 @@ COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
     "applications.nas.report": (),
     "applications.hpo.run": ("tqdm", "scipy", "sklearn", "mlxtend"),
     "applications.hpo.compare": ("matplotlib",),
+    "applications.hpo.ijcnn1": ("scipy", "sklearn", "matplotlib"),
 }
 
 

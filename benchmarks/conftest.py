@@ -29,6 +29,9 @@ TARGETS: list[tuple[str, str, str, float]] = [
     ("softmax CG-50 / torchopt CG-50", "softmax/CG-50", "softmax/torchopt-CG-50", 0.9),
     ("softmax CG-50 / jaxopt CG-50", "softmax/CG-50", "softmax/jaxopt-CG-50", 0.8),
     ("softmax CG-50 / matmul floor", "softmax/CG-50", "softmax/matmul-floor-50", 1.2),
+    # Issue 16's levers on an ijcnn1-sized problem: each must make a hypergradient cheaper than plain cold CG.
+    *[(f"ijcnn1 {name} / CG cold", f"ijcnn1/{name}", "ijcnn1/CG cold", 1.0)
+      for name in ("CG warm", "CG+Jacobi cold", "CG+Jacobi warm", "CG+Hutchinson-Jacobi warm", "Auto (dense, n=22)")],
 ]
 
 PROBLEM_VERSION = "v1"  # bump when a problem's definition changes, to invalidate the cached solutions

@@ -22,6 +22,7 @@ import pytest
 import applications.cli_checks as checks
 from applications.hpo import compare as hpo_compare
 from applications.hpo import run as hpo_run
+from applications.hpo.ijcnn1 import command as hpo_ijcnn1
 from applications.nas.commands import lookup, report, search, train
 from applications.nas.commands.arguments import arch_string
 
@@ -80,6 +81,7 @@ BAD_VALUES: dict[Callable[[str], object], list[tuple[str, Make]]] = {
     train.genotype_string: _texts("Genotype(normal=[])", "|nor_conv_3x3~0|"),
     hpo_run._neumann_lr: _texts("-1", "x"),
     hpo_run._outer_optimizer: _texts("Nope"),
+    hpo_ijcnn1._run_names: _texts("nope", ",", "ours,nope"),
     report._setting_names: _texts("alpha lr", "alpha_lr,"),
 }
 
@@ -108,6 +110,7 @@ COMMANDS = [
                                           ("--no-progress", "")], "run", ("out",)),
     Command("hpo compare", hpo_compare, lambda d: [(None, _folder(d / "runs")), ("--out", str(d / "chart.png"))],
             "load_runs", ("chart.png",)),
+    Command("hpo ijcnn1", hpo_ijcnn1, lambda d: [("--synthetic", ""), ("--out", str(d / "out"))], "synthetic", ("out",)),
 ]
 
 
