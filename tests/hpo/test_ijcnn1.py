@@ -46,7 +46,7 @@ def _finite_difference(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     return out
 
 
-LEVERS = [outer.Levers(), outer.Levers(warm_adjoint=False), outer.Levers(warm_inner=False),
+LEVERS = [outer.Levers(), outer.Levers(warm_adjoint=False), outer.Levers(warm_inner=False), outer.Levers(solve="newton"),
           outer.Levers(solve="cg"), outer.Levers(solve="dense")]
 
 

@@ -21,7 +21,7 @@ import torch
 import hypergrad as hg
 from applications.hpo.ijcnn1.problem import BOX, Problem, hessian_diagonal, inner_loss, newton, outer_loss
 
-Solve = Literal["cg", "jacobi", "dense"]
+Solve = Literal["cg", "jacobi", "newton", "dense"]
 Outer = Literal["lbfgsb", "adam", "sgd"]
 
 
@@ -32,23 +32,31 @@ class Levers:
     Attributes:
         warm_inner: Newton starts from the previous call's z* (else from zero).
         warm_adjoint: the hypergradient's linear solve starts from the previous adjoint.
-        solve: ``"cg"`` (plain), ``"jacobi"`` (CG with the exact diagonal of the Hessian) or
-            ``"dense"`` (``hg.Auto``: 22 variables are below its size, so the LU of the Hessian).
+        solve: ``"cg"`` (plain), ``"jacobi"`` (CG with the exact diagonal of the Hessian),
+            ``"newton"`` (CG preconditioned by the Hessian Newton factored at its last step, a user
+            preconditioner; Jacobi when Newton took no step) or ``"dense"`` (``hg.Auto``: 22 variables
+            are below its size, so the LU of the Hessian from 22 products).
     """
 
     warm_inner: bool = True
     warm_adjoint: bool = True
     solve: Solve = "jacobi"
 
-    def method(self, tol: float) -> hg.CG | hg.Auto:
+    def method(self, tol: float, factor: torch.Tensor | None = None) -> hg.CG | hg.Auto:
+        """The library method; ``factor`` is Newton's last Cholesky factor, if it took a step."""
         if self.solve == "dense":
             return hg.Auto()
-        pre = hg.Jacobi(diagonal=hessian_diagonal) if self.solve == "jacobi" else None
+        if self.solve == "newton" and factor is not None:
+            def newton_hessian(r: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                return {"z": torch.cholesky_solve(r["z"][:, None], factor)[:, 0]}
+
+            return hg.CG(max_iter=1000, tol=tol, preconditioner=newton_hessian)
+        pre = hg.Jacobi(diagonal=hessian_diagonal) if self.solve in ("jacobi", "newton") else None
         return hg.CG(max_iter=1000, tol=tol, preconditioner=pre)
 
     @property
     def label(self) -> str:
-        parts = [{"cg": "CG", "jacobi": "CG+Jacobi", "dense": "dense"}[self.solve]]
+        parts = [{"cg": "CG", "jacobi": "CG+Jacobi", "newton": "CG+Newton Hessian", "dense": "dense"}[self.solve]]
         parts.append("warm inner" if self.warm_inner else "cold inner")
         if self.solve != "dense":
             parts.append("warm adjoint" if self.warm_adjoint else "cold adjoint")
@@ -75,7 +83,7 @@ class Oracle:
                                                                                             dtype=torch.float64)
         z, info = newton(self.problem.train, x_t, start, tol=self.inner_tol)
         res = hg.hypergradient(outer_loss, inner_loss, {"z": z}, {"x": x_t}, outer_batch=self.problem.test,
-                               inner_batch=self.problem.train, method=self.levers.method(self.solve_tol),
+                               inner_batch=self.problem.train, method=self.levers.method(self.solve_tol, info.factor),
                                warm_start=self._adjoint if self.levers.warm_adjoint else None)
         self._z, self._adjoint = z, res.adjoint
         self.calls += 1

@@ -111,8 +111,12 @@ def hessian_diagonal(params: dict[str, Tensor], hparams: dict[str, Tensor], batc
 
 @dataclass(frozen=True)
 class NewtonInfo:
+    """Iterations taken, the final ‖∇_z g‖, and the Cholesky factor of the last Hessian formed (None if
+    z was already within tolerance): the inner Hessian near z*, free for the outer solve to reuse."""
+
     iterations: int
     grad_norm: float
+    factor: Tensor | None = None
 
 
 def newton(design: Tensor, x: Tensor, z: Tensor, tol: float = 1e-12, max_iter: int = 100) -> tuple[Tensor, NewtonInfo]:
@@ -133,11 +137,13 @@ def newton(design: Tensor, x: Tensor, z: Tensor, tol: float = 1e-12, max_iter: i
 
     value, grad, s = value_grad(z)
     norm = float(torch.linalg.vector_norm(grad))
+    factor = None
     for it in range(max_iter):
         if norm <= tol:
-            return z, NewtonInfo(it, norm)
+            return z, NewtonInfo(it, norm, factor)
         hess = (design * (s * (1 - s))[:, None]).T @ design / n + torch.diag(lam)
-        step = torch.cholesky_solve(grad[:, None], torch.linalg.cholesky(hess))[:, 0]
+        factor = torch.linalg.cholesky(hess)
+        step = torch.cholesky_solve(grad[:, None], factor)[:, 0]
         slope = float(grad @ step)
         t = 1.0
         while True:  # Armijo, or a halved gradient where the decrease of g is below its round-off
@@ -149,7 +155,7 @@ def newton(design: Tensor, x: Tensor, z: Tensor, tol: float = 1e-12, max_iter: i
             t *= 0.5
         z, value, grad, s = cand, cand_value, cand_grad, cand_s
         norm = float(torch.linalg.vector_norm(grad))
-    return z, NewtonInfo(max_iter, norm)
+    return z, NewtonInfo(max_iter, norm, factor)
 
 
 def value(problem: Problem, x: np.ndarray | Tensor, z: Tensor | None = None, tol: float = 1e-12) -> float:
