@@ -7,6 +7,6 @@ suboptimality as fast as the library allows, and side by side with peers (``docs
 ``command``: ``python -m applications.hpo.ijcnn1`` runs them and writes the curve.
 """
 
-from applications.hpo.ijcnn1.command import cli
+from applications.hpo.ijcnn1.command import build_parser, cli
 
-__all__ = ["cli"]
+__all__ = ["build_parser", "cli"]
