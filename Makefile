@@ -6,19 +6,21 @@ PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test bench search lint clean
+.PHONY: help install test bench search lint docs docs-check clean
 
 help:
 	@echo "make search  - run the demo search (preset cifar-demo) on the bundled real CIFAR-10 subset (NAS-Bench-201 space)"
 	@echo "make test    - set up .venv and run the test suite"
 	@echo "make bench   - run the pytest-benchmark suites (writes .benchmarks/)"
 	@echo "make lint    - ruff"
+	@echo "make docs    - build the documentation site (guides + API reference) into site/, strict"
+	@echo "make docs-check - build it and open it in headless Chromium (skips the browser if absent)"
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[apps,test,peers,tpe,dev]" "$(TORCH)"
+	$(PY) -m pip install -q -e ".[apps,test,peers,tpe,dev,docs]" "$(TORCH)"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,5 +42,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check hypergrad applications tests benchmarks scripts
 	$(VENV)/bin/mypy hypergrad --ignore-missing-imports
 
+# Strict: a broken link, an unknown reference or a docstring mkdocstrings cannot collect fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -q
+
+docs-check: $(STAMP)
+	$(PY) -m pytest -q -rs tests/test_docs_site.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .benchmarks *.egg-info
+	rm -rf $(VENV) .pytest_cache .benchmarks *.egg-info site

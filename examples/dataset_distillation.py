@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     X, y = mnist_5k()
     perm = torch.randperm(len(y))
     X_tr, y_tr, X_te, y_te = X[perm[:4000]], y[perm[:4000]], X[perm[4000:]], y[perm[4000:]]
-    steps, batch = (25, 500) if args.smoke else (300, 500)
+    steps, batch = (25, 500) if args.smoke else (100, 500)
 
     # Start from the class means plus noise; learn every pixel.
     means = torch.stack([X_tr[y_tr == c].mean(0) for c in range(10)])

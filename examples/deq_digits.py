@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     X_tr, X_te, y_tr, y_te = train_test_split(X / 16.0, y, test_size=0.25, random_state=0)
     X_tr, X_te = torch.tensor(X_tr), torch.tensor(X_te)
     y_tr, y_te = torch.tensor(y_tr), torch.tensor(y_te)
-    epochs, batch = (2, 128) if args.smoke else (30, 128)
+    epochs, batch = (2, 128) if args.smoke else (10, 128)
 
     g = lambda *shape, scale: (scale * torch.randn(*shape, dtype=torch.float64)).requires_grad_()  # noqa: E731
     theta = {"V": g(WIDTH, WIDTH, scale=0.5 / WIDTH ** 0.5), "U": g(WIDTH, 64, scale=1 / 8),

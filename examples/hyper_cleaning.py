@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     data, noisy = noisy_digits()
-    steps = 15 if args.smoke else 150
+    steps = 15 if args.smoke else 60
     a, history = clean(data, steps)
     weights = torch.sigmoid(a)
     zeros = lambda batch: torch.zeros(len(batch[1]), dtype=torch.float64)  # noqa: E731  (weights ½: the start)

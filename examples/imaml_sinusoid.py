@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--smoke", action="store_true", help="a few meta-iterations (seconds), for the tests")
     parser.add_argument("--png", default="imaml_sinusoid.png", help="where to write the figure")
     args = parser.parse_args(argv)
-    iterations, n_test = (40, 50) if args.smoke else (1000, 200)
+    iterations, n_test = (40, 50) if args.smoke else (300, 200)
     imaml, imaml_hist = meta_train(True, iterations)
     fomaml, fomaml_hist = meta_train(False, iterations)
     untrained = init(torch.Generator().manual_seed(0))
