@@ -55,6 +55,7 @@ def test_wheel_holds_the_package_data(installed):
     names = zipfile.ZipFile(installed["wheel"]).namelist()
     assert "hypergrad/py.typed" in names
     assert "applications/nas/benchmark/data/nb201_accuracy.csv.gz" in names
+    assert "applications/nas/common/bundled/cifar10_train_10k_16px.npz" in names
     assert not any(n.startswith(("tests/", "examples/", "docs/")) for n in names)
     entry_points = zipfile.ZipFile(installed["wheel"]).read(
         next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
