@@ -79,5 +79,5 @@ def test_dataset_distillation(tmp_path):
 
 def test_imaml_sinusoid(tmp_path):
     r = run("imaml_sinusoid", tmp_path)
-    assert r["fd_check"] < 1e-4                              # measured 7.8e-6
-    assert r["imaml_test_mse"] < 0.8 * r["untrained_test_mse"]
+    assert r["fd_check"] < 1e-4                              # measured 8.1e-6
+    assert r["imaml_test_mse"] < 0.8 * r["untrained_test_mse"]   # measured 3.02 vs 4.66 (first-order MAML 3.28)
