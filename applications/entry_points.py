@@ -4,7 +4,7 @@ Each command is the module that ``python -m`` runs (the same options, ``--help``
 this module only picks it by name, and imports nothing else, so ``hypergrad-nas --help`` is instant.
 
     hypergrad-nas search|lookup|train|report [OPTIONS]      = python -m applications.nas.COMMAND
-    hypergrad-hpo run|compare [OPTIONS]                     = python -m applications.hpo.COMMAND
+    hypergrad-hpo run|compare|ijcnn1 [OPTIONS]              = python -m applications.hpo.COMMAND
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
     "hypergrad-hpo": {
         "run": ("applications.hpo.run", "one hyperparameter search (implicit hypergradients or a black-box baseline)"),
         "compare": ("applications.hpo.compare", "chart and table over several runs"),
+        "ijcnn1": ("applications.hpo.ijcnn1", "the ijcnn1 task of benchopt's bilevel benchmark, each lever on or off"),
     },
 }
 """Program name -> command -> (the module ``python -m`` runs, one line of help)."""
@@ -56,5 +57,5 @@ def nas(argv: Sequence[str] | None = None) -> int:
 
 
 def hpo(argv: Sequence[str] | None = None) -> int:
-    """``hypergrad-hpo run|compare``."""
+    """``hypergrad-hpo run|compare|ijcnn1``."""
     return dispatch("hypergrad-hpo", argv)

@@ -82,7 +82,7 @@ def test_console_lookup_reads_the_shipped_table(installed):
 
 
 @pytest.mark.parametrize("command", [("hypergrad-nas", c) for c in ("search", "lookup", "train", "report")]
-                         + [("hypergrad-hpo", c) for c in ("run", "compare")])
+                         + [("hypergrad-hpo", c) for c in ("run", "compare", "ijcnn1")])
 def test_every_console_command_has_help(installed, command):
     script, name = command
     out = run(installed, str(installed["target"] / "bin" / script), name, "--help")
