@@ -40,11 +40,38 @@ class Ridge:
     def solution(self, lam: torch.Tensor | None = None) -> torch.Tensor:
         return torch.linalg.solve(self.matrix(lam), self.X.T @ self.y)
 
-    def hypergradient(self) -> torch.Tensor:
-        """Closed form: w* = A⁻¹Xᵀy, dw*/dλ_j = −A⁻¹ e_j w_j, so dF/dλ = −w ⊙ A⁻¹∇_wF."""
+    def outer_grad(self, w: torch.Tensor) -> torch.Tensor:
+        """∇_wF by hand."""
+        return self.Xv.T @ (self.Xv @ w - self.yv)
+
+    def direct(self, w: torch.Tensor) -> torch.Tensor:
+        """∂_λF by hand: zero, F does not depend on λ."""
+        return torch.zeros_like(self.lam)
+
+    def hypergradient(self, damping: float = 0.0) -> torch.Tensor:
+        """Closed form: w* = A⁻¹Xᵀy, dw*/dλ_j = −A⁻¹ e_j w_j, so dF/dλ = ∂_λF − w ⊙ A⁻¹∇_wF.
+
+        With ``damping`` δ, the value every damped estimator computes: A + δI in place of A.
+        """
         w = self.solution()
-        g = self.Xv.T @ (self.Xv @ w - self.yv)
-        per_feature = -w * torch.linalg.solve(self.matrix(), g)
+        a = self.matrix() + damping * torch.eye(len(w))
+        per_feature = -w * torch.linalg.solve(a, self.outer_grad(w))
+        return self.direct(w) + (per_feature if self.lam.dim() else per_feature.sum())
+
+
+class PenalisedRidge(Ridge):
+    """Ridge whose outer loss depends on λ too: F = ½‖X_v w − y_v‖² + ½c Σ λ_j w_j², so ∂_λF ≠ 0."""
+
+    c = 0.3
+
+    def outer(self, p, h, batch):  # type: ignore[override]
+        return Ridge.outer(p, h, batch) + 0.5 * self.c * (h["lam"] * p["w"] ** 2).sum()
+
+    def outer_grad(self, w: torch.Tensor) -> torch.Tensor:
+        return super().outer_grad(w) + self.c * self.lam * w
+
+    def direct(self, w: torch.Tensor) -> torch.Tensor:
+        per_feature = 0.5 * self.c * w**2
         return per_feature if self.lam.dim() else per_feature.sum()
 
 
