@@ -13,13 +13,15 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 class Ridge:
     """f = ½‖Xw − y‖² + ½ Σ λ_j w_j²,  F = ½‖X_v w − y_v‖²; λ per feature or one scalar (0-d)."""
 
-    def __init__(self, n: int = 40, d: int = 6, per_feature: bool = True, seed: int = 0) -> None:
+    def __init__(self, n: int = 40, d: int = 6, per_feature: bool = True, seed: int = 0,
+                 dtype: torch.dtype | None = None) -> None:
         g = torch.Generator().manual_seed(seed)
-        self.X = torch.randn(n, d, generator=g)
-        self.y = self.X @ torch.randn(d, generator=g) + 0.5 * torch.randn(n, generator=g)
-        self.Xv = torch.randn(n // 2, d, generator=g)
-        self.yv = self.Xv @ torch.randn(d, generator=g) + 0.5 * torch.randn(n // 2, generator=g)
-        self.lam = torch.rand(d, generator=g) + 0.5 if per_feature else torch.tensor(1.3)
+        kw = {"generator": g, "dtype": dtype}
+        self.X = torch.randn(n, d, **kw)
+        self.y = self.X @ torch.randn(d, **kw) + 0.5 * torch.randn(n, **kw)
+        self.Xv = torch.randn(n // 2, d, **kw)
+        self.yv = self.Xv @ torch.randn(d, **kw) + 0.5 * torch.randn(n // 2, **kw)
+        self.lam = torch.rand(d, **kw) + 0.5 if per_feature else torch.tensor(1.3, dtype=dtype)
         self.train, self.val = (self.X, self.y), (self.Xv, self.yv)
 
     @staticmethod
@@ -78,14 +80,15 @@ class PenalisedRidge(Ridge):
 class Logistic:
     """Binary logistic regression with per-feature L2 exp(θ_j); inner problem solved by Newton's method."""
 
-    def __init__(self, n: int = 80, d: int = 5, seed: int = 1) -> None:
+    def __init__(self, n: int = 80, d: int = 5, seed: int = 1, dtype: torch.dtype | None = None) -> None:
         g = torch.Generator().manual_seed(seed)
-        w_true = torch.randn(d, generator=g)
-        self.X = torch.randn(n, d, generator=g)
-        self.y = (torch.rand(n, generator=g) < torch.sigmoid(self.X @ w_true)).double()
-        self.Xv = torch.randn(n, d, generator=g)
-        self.yv = (torch.rand(n, generator=g) < torch.sigmoid(self.Xv @ w_true)).double()
-        self.theta = torch.randn(d, generator=g) * 0.5 - 1.0
+        kw = {"generator": g, "dtype": dtype}
+        w_true = torch.randn(d, **kw)
+        self.X = torch.randn(n, d, **kw)
+        self.y = (torch.rand(n, **kw) < torch.sigmoid(self.X @ w_true)).to(self.X.dtype)
+        self.Xv = torch.randn(n, d, **kw)
+        self.yv = (torch.rand(n, **kw) < torch.sigmoid(self.Xv @ w_true)).to(self.X.dtype)
+        self.theta = torch.randn(d, **kw) * 0.5 - 1.0
         self.train, self.val = (self.X, self.y), (self.Xv, self.yv)
 
     @staticmethod
@@ -100,12 +103,21 @@ class Logistic:
 
     def solve(self, theta: torch.Tensor | None = None, iters: int = 12) -> torch.Tensor:
         theta = self.theta if theta is None else theta
-        w = torch.zeros(self.X.shape[1])
+        w = torch.zeros(self.X.shape[1], dtype=self.X.dtype)
         f = lambda w_: self.inner({"w": w_}, {"theta": theta}, self.train)  # noqa: E731
         for _ in range(iters):
             g = torch.func.grad(f)(w)
             w = w - torch.linalg.solve(torch.func.hessian(f)(w), g)
         return w
+
+    def hypergradient(self) -> torch.Tensor:
+        """The IFT with dense derivatives from torch.func, independent of the library's products."""
+        w = self.solve()
+        f = lambda w_, t_: self.inner({"w": w_}, {"theta": t_}, self.train)  # noqa: E731
+        H = torch.func.hessian(f, argnums=0)(w, self.theta)
+        mixed = torch.func.jacfwd(torch.func.grad(f, argnums=0), argnums=1)(w, self.theta)  # ∂_θ ∂_w f
+        gF = torch.func.grad(lambda w_: self.outer({"w": w_}, {}, self.val))(w)
+        return -mixed.T @ torch.linalg.solve(H, gF)
 
 
 def mlp_params(sizes: tuple[int, ...], seed: int = 0) -> dict[str, torch.Tensor]:

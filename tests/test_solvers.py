@@ -146,3 +146,27 @@ def test_neumann_series_records_mild_growth_without_warning():
     assert info.diverged and info.extra["growth"] == pytest.approx(1.01**10)
     with pytest.warns(RuntimeWarning, match="negative curvature"):
         solvers.neumann_series(negative, b, terms=100, lr=0.2)
+
+
+_CHECKED = {
+    "cg": lambda mv, b, **kw: solvers.conjugate_gradient(mv, b, **kw),
+    "minres": lambda mv, b, **kw: solvers.minres(mv, b, **kw),
+    "fixed_point": lambda mv, b, **kw: solvers.fixed_point(mv, b, lr=0.25, **kw),
+}
+
+
+@pytest.mark.parametrize("name", list(_CHECKED))
+def test_reading_the_residual_every_ten_iterations_gives_the_same_solve(name):
+    """check_every=10 (the GPU default) freezes converged iterations on the device: the solution, the
+    iteration count and the trace equal those of reading every iteration, and the loop still stops
+    within ten products of convergence instead of running to max_iter."""
+    a, b, split, matvec = _system(torch.linspace(0.5, 4.0, 30))
+    runs = {every: _CHECKED[name](matvec, split(b), max_iter=500, tol=1e-10, check_every=every) for every in (1, 10)}
+    (x1, info1), (x10, info10) = runs[1], runs[10]
+    assert info1.converged and info10.converged
+    assert 10 < info1.iterations < 200  # several check periods, well short of max_iter
+    assert info10.iterations == info1.iterations and info10.residual_trace == info1.residual_trace
+    assert rel_err(_flat(x10), _flat(x1)) < 1e-14
+    assert rel_err(_flat(x1), torch.linalg.solve(a, b)) < 1e-8
+    assert info1.hvps == info1.iterations
+    assert info1.hvps <= info10.hvps <= info1.hvps + 10
