@@ -9,8 +9,8 @@ that the comparison can fail).
 
 from __future__ import annotations
 
-import os
-import socket
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,21 +25,16 @@ from hypergrad.distributed import all_reduce_mean
 WORLD = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _spawn(worker: Any, *args: Any) -> dict:
     out = mp.Manager().dict()
-    mp.spawn(worker, args=(WORLD, _free_port(), out, *args), nprocs=WORLD, join=True)
+    # The processes meet through a file store, not a TCP port another process could take first.
+    with tempfile.TemporaryDirectory() as folder:
+        mp.spawn(worker, args=(WORLD, f"file://{Path(folder) / 'store'}", out, *args), nprocs=WORLD, join=True)
     return dict(out)
 
 
-def _worker(rank: int, world: int, port: int, out: dict) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _worker(rank: int, world: int, init_method: str, out: dict) -> None:
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         local = {"a": torch.full((2, 3), float(rank + 1)), "b": torch.tensor(10.0 * rank, dtype=torch.float64)}
         out[rank] = all_reduce_mean(local)
@@ -70,8 +65,9 @@ def _inner(p: dict, h: dict, batch: tuple) -> torch.Tensor:
 
 
 def _outer(p: dict, h: dict, batch: tuple) -> torch.Tensor:
+    """Validation cross-entropy plus a λ term weighted by the batch, so ∂_λF differs between the halves."""
     x, y = batch
-    return F.cross_entropy(x @ p["w"] + p["b"], y)
+    return F.cross_entropy(x @ p["w"] + p["b"], y) + 0.05 * (x**2).mean() * (h["log_l2"].exp() * p["w"] ** 2).sum()
 
 
 def _problem() -> tuple[dict, dict, tuple, list[tuple]]:
@@ -96,7 +92,16 @@ METHODS = {
     "StochasticNeumann": hg.StochasticNeumann(terms=3, lr=0.5),
     "OneStep": hg.OneStep(lr=0.1, finite_difference=True),
     "FirstOrder": hg.FirstOrder(),
+    "MINRES": hg.MINRES(max_iter=30, tol=1e-12),
+    "FixedPoint": hg.FixedPoint(max_iter=40, tol=1e-12),
+    "GMRES": hg.GMRES(max_iter=30, tol=1e-12),
+    "BiCGSTAB": hg.BiCGSTAB(max_iter=30, tol=1e-12),
+    "NormalCG": hg.NormalCG(max_iter=30, tol=1e-12),
+    "Exact": hg.Exact(damping=0.01),
 }
+# The stationarity condition ∇_w f = 0 as a root: the condition solvers' reduce path (one VJP per product).
+ROOT = hg.Root(lambda p, h, b: torch.func.grad(_inner)(p, h, b))
+CONDITION_METHODS = {"Root-GMRES": hg.GMRES(max_iter=30, tol=1e-12), "Root-Exact": hg.Exact()}
 
 
 def _shard(batch: tuple, rank: int) -> tuple:
@@ -109,9 +114,8 @@ def _sampler(batches: list[tuple], rank: int | None) -> Any:
     return lambda: next(stream) if rank is None else _shard(next(stream), rank)
 
 
-def _hypergradient_worker(rank: int, world: int, port: int, out: dict) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _hypergradient_worker(rank: int, world: int, init_method: str, out: dict) -> None:
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         params, hparams, val, train = _problem()
         results: dict[str, Any] = {}
@@ -126,6 +130,21 @@ def _hypergradient_worker(rank: int, world: int, port: int, out: dict) -> None:
                 "reference": hg.hypergradient(_outer, _inner, params, hparams, outer_batch=val,
                                               inner_batch=_sampler(train, None), method=method).grads,
             }
+        for name, method in CONDITION_METHODS.items():
+            results[name] = {
+                "reduced": hg.hypergradient(_outer, ROOT, params, hparams, outer_batch=_shard(val, rank),
+                                            inner_batch=_shard(train[0], rank), method=method,
+                                            reduce=all_reduce_mean).grads,
+                "reference": hg.hypergradient(_outer, ROOT, params, hparams, outer_batch=val, inner_batch=train[0],
+                                              method=method).grads,
+            }
+        # backward(reduce=...) accumulates the same global-batch hypergradient into .grad.
+        lam = {k: v.clone().requires_grad_() for k, v in hparams.items()}
+        hg.backward(_outer, _inner, params, lam, outer_batch=_shard(val, rank), inner_batch=_shard(train[0], rank),
+                    method=METHODS["CG"], reduce=all_reduce_mean)
+        results["backward"] = {"reduced": {k: v.grad for k, v in lam.items()},
+                               "reference": hg.hypergradient(_outer, _inner, params, hparams, outer_batch=val,
+                                                             inner_batch=train[0], method=METHODS["CG"]).grads}
         # implicit(): the node reduces the cotangent and its products; the direct part is averaged as a gradient.
         lam = {k: v.clone().requires_grad_() for k, v in hparams.items()}
         w = hg.implicit(_inner, params, lam, _shard(train[0], rank), hg.CG(max_iter=30, tol=1e-12),
@@ -144,7 +163,7 @@ def two_process_hypergradients() -> dict:
     return _spawn(_hypergradient_worker)
 
 
-@pytest.mark.parametrize("name", [*METHODS, "implicit"])
+@pytest.mark.parametrize("name", [*METHODS, *CONDITION_METHODS, "backward", "implicit"])
 def test_reduce_gives_the_global_batch_hypergradient_on_every_process(two_process_hypergradients, name):
     for rank in range(WORLD):
         got = two_process_hypergradients[rank][name]
@@ -153,7 +172,7 @@ def test_reduce_gives_the_global_batch_hypergradient_on_every_process(two_proces
             assert torch.equal(got["reduced"][k], two_process_hypergradients[0][name]["reduced"][k])
 
 
-@pytest.mark.parametrize("name", ["CG", "Neumann", "StochasticNeumann", "OneStep"])
+@pytest.mark.parametrize("name", ["CG", "Neumann", "StochasticNeumann", "OneStep", "FirstOrder", "MINRES"])
 def test_without_reduce_each_process_estimates_its_own_half(two_process_hypergradients, name):
     got = two_process_hypergradients[0][name]
     assert not torch.allclose(got["local"]["log_l2"], got["reference"]["log_l2"], rtol=1e-3)

@@ -1,7 +1,8 @@
 """The approximate estimators against their own exact definitions: Krylov and Neumann solves against
-a dense implicit-function-theorem reference on an MLP (derivatives from torch.func, not the library), the unrolled reference converging to the implicit answer, the one-step
-estimator against autograd through an explicit step, and the stochastic Neumann estimator's
-sampling (one fresh batch per term, unbiased mean)."""
+a dense implicit-function-theorem reference on an MLP (derivatives from torch.func), the unrolled
+reference converging to the implicit answer, the one-step estimator against autograd through an
+explicit step, and the stochastic Neumann estimator's sampling (one fresh batch per term, unbiased
+mean, each factor on its documented batch)."""
 
 from __future__ import annotations
 

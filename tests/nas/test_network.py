@@ -68,8 +68,15 @@ def test_mixed_cell_with_one_hot_weights_equals_the_fixed_cell() -> None:
 
 
 def test_derived_network_of_a_disconnected_cell_ignores_its_input_in_the_cells() -> None:
-    net = DerivedNetwork(Cell(("none",) * 6), 2, 1, 1, 10)
-    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+    net = DerivedNetwork(Cell(("none",) * 6), 2, 1, 1, 10).eval()
+    outputs: list[torch.Tensor] = []
+    for cell in (m for m in net.modules() if isinstance(m, FixedCell)):
+        cell.register_forward_hook(lambda module, args, out: outputs.append(out))
+    a, b = net(torch.randn(2, 1, 8, 8)), net(10 * torch.randn(2, 1, 8, 8))
+    assert a.shape == (2, 10) and len(outputs) == 2 * 3
+    assert all(torch.equal(out, torch.zeros_like(out)) for out in outputs)
+    # Every cell cuts the path, so what reaches the classifier no longer depends on the images.
+    assert torch.equal(a, b)
 
 
 @pytest.fixture(scope="module")
@@ -105,15 +112,22 @@ def test_every_method_gives_alpha_a_finite_gradient_without_touching_the_network
         assert info.hvps == expected_hvps
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the short Neumann series may grow on this untrained net
-def test_second_order_methods_differ_from_first_order(tiny_search_objects: dict[str, _Search]) -> None:
+def test_second_order_methods_agree_on_the_damped_implicit_term(tiny_search_objects: dict[str, _Search]) -> None:
+    """Three solvers of (H + δI)v = ∇_wF on the supernet (CG, MINRES, the Richardson iteration) agree to
+    rtol 1e-3 when run to a tight tolerance, and their implicit term is a sizeable part of the answer:
+    an implicit term of the wrong sign or size cannot pass both."""
     search = tiny_search_objects["darts-1st"]
     batch = search.train_stream()
     val = search.val_stream()
-    grads = {}
-    for name, method in (("first", hg.FirstOrder()), ("neumann", hg.Neumann(terms=2, lr=0.025)),
-                         ("cg", hg.CG(max_iter=3, damping=0.1))):
-        grads[name] = hg.hypergradient(search.loss, search.inner_loss, search.weights, search.alphas,
-                                       outer_batch=val, inner_batch=batch, method=method).grads[ALPHA_NAME]
-    assert not torch.allclose(grads["first"], grads["neumann"])
-    assert not torch.allclose(grads["first"], grads["cg"])
+    grads, infos = {}, {}
+    for name, method in (("first", hg.FirstOrder()), ("cg", hg.CG(max_iter=300, tol=1e-6, damping=1.0)),
+                         ("minres", hg.MINRES(max_iter=300, tol=1e-6, damping=1.0)),
+                         ("richardson", hg.FixedPoint(max_iter=3000, tol=1e-6, damping=1.0))):
+        res = hg.hypergradient(search.loss, search.inner_loss, search.weights, search.alphas,
+                               outer_batch=val, inner_batch=batch, method=method)
+        grads[name], infos[name] = res.grads[ALPHA_NAME], res.info
+    assert infos["cg"].converged and infos["minres"].converged and infos["richardson"].converged
+    implicit = grads["cg"] - grads["first"]
+    assert float(implicit.norm()) > 0.05 * float(grads["first"].norm())
+    for name in ("minres", "richardson"):
+        torch.testing.assert_close(grads[name], grads["cg"], rtol=1e-3, atol=1e-3 * float(grads["cg"].abs().max()))
