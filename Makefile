@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test bench search lint docs docs-check clean
+.PHONY: help install test bench search lint docs docs-check mutate clean
 
 help:
 	@echo "make search  - run the demo search (preset cifar-demo) on the bundled real CIFAR-10 subset (NAS-Bench-201 space)"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint    - ruff"
 	@echo "make docs    - build the documentation site (guides + API reference) into site/, strict"
 	@echo "make docs-check - build it and open it in headless Chromium (skips the browser if absent)"
+	@echo "make mutate  - mutation testing of the estimators, conditions, methods and solvers (by hand; hours on 2 cores)"
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,5 +50,12 @@ docs: $(STAMP)
 docs-check: $(STAMP)
 	$(PY) -m pytest -q -rs tests/test_docs_site.py
 
+# Mutation testing (mutmut; settings in pyproject.toml [tool.mutmut]). One thread per test process: torch's
+# thread pool does not survive mutmut's fork. MUTANTS narrows the run, e.g. MUTANTS='hypergrad.solvers.cg.*'.
+MUTANTS ?=
+mutate: $(STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/mutmut run $(MUTANTS)
+	$(VENV)/bin/mutmut results
+
 clean:
-	rm -rf $(VENV) .pytest_cache .benchmarks *.egg-info site
+	rm -rf $(VENV) .pytest_cache .benchmarks *.egg-info site mutants

@@ -66,7 +66,7 @@ def data():
 def _search(method: str, data, **overrides) -> _Search:
     train, val = data
     config = SearchConfig(method=method, dataset="digits", channels=2, cells_per_stage=1, batch_size=32,
-                          solver_max_iter=3, **overrides)
+                          **{"solver_max_iter": 3, **overrides})
     search = _Search(config, train, val)
     for _ in range(2):
         search.weight_step(search.train_stream())
@@ -91,24 +91,35 @@ def _reference(search: _Search, method: object, last_batch) -> dict[str, torch.T
             m.track_running_stats = s
 
 
+# The search options that change the estimator (--neumann-terms, --share-batch, --solver-*) reach it.
+OPTIONS = [(method, {}) for method in GRADIENT_METHODS] + [
+    ("idarts", {"neumann_terms": 1, "share_batch": True}),
+    ("implicit-cg", {"solver_max_iter": 6, "solver_damping": 3.0, "solver_tol": 1e-3}),
+    ("implicit-minres", {"solver_max_iter": 5, "solver_damping": 0.0}),
+]
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.parametrize("method", GRADIENT_METHODS)
-def test_arch_step_writes_the_documented_hypergradient_into_alpha_grad(method: str, data) -> None:
-    search = _search(method, data)
+@pytest.mark.parametrize(("method", "options"), OPTIONS, ids=[f"{m}-{'-'.join(map(str, o.values())) or 'defaults'}"
+                                                              for m, o in OPTIONS])
+def test_arch_step_writes_the_documented_hypergradient_into_alpha_grad(method: str, options: dict, data) -> None:
+    search = _search(method, data, **options)
     last_batch = search.train_stream()
     expected = _reference(search, _documented_estimator(search.config), last_batch)[ALPHA_NAME]
     confusable = _CONFUSABLE[method]
     if confusable is not None:
         other = _reference(search, confusable, last_batch)[ALPHA_NAME]
         assert not torch.allclose(expected, other, rtol=1e-3, atol=0)
-    if method == "implicit-minres":  # MINRES and CG part ways on the damped supernet system within three steps
-        cg = _reference(search, hg.CG(max_iter=3, tol=search.config.solver_tol, damping=search.config.solver_damping),
-                        last_batch)[ALPHA_NAME]
+    if method == "implicit-minres":  # MINRES and CG part ways on the supernet system within a few steps
+        config = search.config
+        cg = _reference(search, hg.CG(max_iter=config.solver_max_iter, tol=config.solver_tol,
+                                      damping=config.solver_damping), last_batch)[ALPHA_NAME]
         assert not torch.allclose(expected, cg, rtol=1e-3, atol=0)
     alpha_before = search.alpha.detach().clone()
     search.arch_step(LR, last_batch)
     assert float(expected.abs().max()) > 1e-6
-    torch.testing.assert_close(search.alpha.grad, expected, rtol=1e-4, atol=1e-7)
+    # float32 round-off, amplified where CG meets the supernet's negative curvature: 1e-5 of the largest entry.
+    torch.testing.assert_close(search.alpha.grad, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
     # Adam's first step moves each entry by lr·sign(grad) against the gradient (bias-corrected m/√v = ±1).
     moved = search.alpha.detach() - alpha_before
     big = expected.abs() > 1e-3 * expected.abs().max()

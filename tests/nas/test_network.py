@@ -113,21 +113,19 @@ def test_every_method_gives_alpha_a_finite_gradient_without_touching_the_network
 
 
 def test_second_order_methods_agree_on_the_damped_implicit_term(tiny_search_objects: dict[str, _Search]) -> None:
-    """Three solvers of (H + δI)v = ∇_wF on the supernet (CG, MINRES, the Richardson iteration) agree to
-    rtol 1e-3 when run to a tight tolerance, and their implicit term is a sizeable part of the answer:
+    """Two solvers of (H + δI)v = ∇_wF on the supernet (CG and MINRES, different Krylov recurrences) agree
+    to rtol 1e-3 when run to a tight tolerance, and their implicit term is a sizeable part of the answer:
     an implicit term of the wrong sign or size cannot pass both."""
     search = tiny_search_objects["darts-1st"]
     batch = search.train_stream()
     val = search.val_stream()
     grads, infos = {}, {}
-    for name, method in (("first", hg.FirstOrder()), ("cg", hg.CG(max_iter=300, tol=1e-6, damping=1.0)),
-                         ("minres", hg.MINRES(max_iter=300, tol=1e-6, damping=1.0)),
-                         ("richardson", hg.FixedPoint(max_iter=3000, tol=1e-6, damping=1.0))):
+    for name, method in (("first", hg.FirstOrder()), ("cg", hg.CG(max_iter=200, tol=1e-6, damping=1.0)),
+                         ("minres", hg.MINRES(max_iter=200, tol=1e-6, damping=1.0))):
         res = hg.hypergradient(search.loss, search.inner_loss, search.weights, search.alphas,
                                outer_batch=val, inner_batch=batch, method=method)
         grads[name], infos[name] = res.grads[ALPHA_NAME], res.info
-    assert infos["cg"].converged and infos["minres"].converged and infos["richardson"].converged
+    assert infos["cg"].converged and infos["minres"].converged
     implicit = grads["cg"] - grads["first"]
     assert float(implicit.norm()) > 0.05 * float(grads["first"].norm())
-    for name in ("minres", "richardson"):
-        torch.testing.assert_close(grads[name], grads["cg"], rtol=1e-3, atol=1e-3 * float(grads["cg"].abs().max()))
+    torch.testing.assert_close(grads["minres"], grads["cg"], rtol=1e-3, atol=1e-3 * float(grads["cg"].abs().max()))
