@@ -19,6 +19,7 @@ from torch import nn
 from applications.nas.spaces.darts.genotype import EDGES, NUM_INPUTS, NUM_INTERMEDIATE, OPERATIONS
 from applications.nas.spaces.darts.ops import FactorizedReduce, make_darts_operation
 from applications.nas.spaces.mixing import Mixing, softmax_mixing
+from applications.nas.spaces.nb201.cell import mix
 from applications.nas.spaces.nb201.ops import ReLUConvBN, batch_norm
 
 ALPHA_NAMES: tuple[str, str] = ("alpha_normal", "alpha_reduce")
@@ -57,13 +58,13 @@ class DartsMixedCell(nn.Module):
                 through the softmax.
         """
         nodes = [self.preprocess0(s0), self.preprocess1(s1)]
+        # The edges into a node are consecutive rows of α: each node is one contraction of all its edges'
+        # operation outputs with those rows (contiguous once, so each node's block is a view).
+        rows = weights[:, 1:].contiguous()
         for to_node in range(NUM_INPUTS, NUM_INPUTS + NUM_INTERMEDIATE):
-            terms: list[torch.Tensor] = []
-            for edge, (target, from_node) in enumerate(EDGES):
-                if target == to_node:
-                    ops: nn.ModuleList = self.edges[edge]  # type: ignore[assignment]
-                    terms.extend(weights[edge, k + 1] * op(nodes[from_node]) for k, op in enumerate(ops))
-            nodes.append(torch.stack(terms).sum(dim=0))
+            into = [edge for edge, (target, _) in enumerate(EDGES) if target == to_node]
+            outputs = [op(nodes[EDGES[edge][1]]) for edge in into for op in self.edges[edge]]  # type: ignore[union-attr]
+            nodes.append(mix(rows[into[0]: into[-1] + 1].reshape(-1), outputs))
         return torch.cat(nodes[NUM_INPUTS:], dim=1)
 
 
