@@ -12,6 +12,7 @@ from hypergrad.conditions import FixedPointMap, Root
 from hypergrad.distributed import all_reduce_mean
 from hypergrad.errors import HypergradInputError, NonFiniteError
 from hypergrad.implicit import implicit
+from hypergrad.linearization import WeightDecay
 from hypergrad.methods import (
     CG,
     GMRES,
@@ -35,5 +36,5 @@ __version__ = "0.1.0"
 __all__ = [
     "CG", "GMRES", "MINRES", "Auto", "BiCGSTAB", "Exact", "FirstOrder", "FixedPoint", "FixedPointMap", "Hypergradient",
     "HypergradInputError", "Jacobi", "Neumann", "NonFiniteError", "NormalCG", "OneStep", "Root", "SolveInfo",
-    "StochasticNeumann", "Unrolled", "all_reduce_mean", "backward", "hypergradient", "implicit",
+    "StochasticNeumann", "Unrolled", "WeightDecay", "all_reduce_mean", "backward", "hypergradient", "implicit",
 ]
