@@ -82,6 +82,8 @@ from applications.nas.spaces.registry import SearchSpace, alpha_probabilities, a
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 _CHECKPOINT_VERSION = 2  # 2: the space is in the config, α is a dict of tensors
+READ_EVERY = 20
+"""Weight steps between host reads of the training loss and accuracy (each read waits for the device)."""
 
 
 @dataclass
@@ -143,7 +145,8 @@ class _Search:
         self.net.to(device)
         self.weights, self.alphas = self.net.split_parameters()
         self.w_opt = torch.optim.SGD(list(self.weights.values()), lr=config.w_lr, momentum=config.w_momentum,
-                                     nesterov=config.w_momentum > 0, weight_decay=config.w_weight_decay)
+                                     nesterov=config.w_momentum > 0, weight_decay=config.w_weight_decay,
+                                     foreach=True)
         self.a_opt = torch.optim.Adam(list(self.alphas.values()), lr=config.alpha_lr,
                                       betas=(config.alpha_beta1, config.alpha_beta2),
                                       weight_decay=config.alpha_weight_decay)
@@ -162,6 +165,9 @@ class _Search:
             self.net.mixing = self.dirichlet
         self.beta_weight = 0.0
         """λ of the β-decay term in the current epoch (:func:`beta_decay_weight`)."""
+        # The inner objective f: training cross-entropy plus (wd/2)‖w‖², whose products the library
+        # takes with the L2 term added analytically.
+        self.inner_loss = hg.WeightDecay(self.loss, config.w_weight_decay)
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -201,18 +207,13 @@ class _Search:
         finally:
             self.dirichlet.expected = False
 
-    def inner_loss(self, params: dict[str, torch.Tensor], hparams: dict[str, torch.Tensor],
-                   batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """Training cross-entropy plus (wd/2)‖w‖²: the inner objective f."""
-        decay = sum((p * p).sum() for p in params.values())
-        return self.loss(params, hparams, batch) + 0.5 * self.config.w_weight_decay * decay
-
     def random_cell(self) -> Cell:
         """A cell drawn uniformly from the 5^6 of NAS-Bench-201 (``random-ws``)."""
         picks = torch.randint(0, len(OPERATIONS), (len(EDGES),), generator=self.path_generator)
         return Cell(tuple(OPERATIONS[int(k)] for k in picks))
 
-    def weight_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
+    def weight_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """One SGD step on the weights; returns ``[loss, accuracy]`` on the batch as a device tensor (no host read)."""
         x, y = batch
         sampling = self.config.method == "random-ws"
         if self.dirichlet is not None:
@@ -227,10 +228,10 @@ class _Search:
         *grads, loss, acc = self.parallel.average([*grads, loss.detach(), (logits.argmax(1) == y).float().mean()])
         for p, g in zip(params, grads):
             p.grad = g
-        nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.config.grad_clip)
+        nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.config.grad_clip, foreach=True)
         self.w_opt.step()
         assert loss is not None and acc is not None
-        return float(loss), float(acc)
+        return torch.stack([loss, acc])
 
     def arch_step(self, lr: float, last_batch: tuple[torch.Tensor, torch.Tensor]) -> Any:
         """One α step; returns the library's diagnostics. Raises ``hg.NonFiniteError`` before any update."""
@@ -244,10 +245,7 @@ class _Search:
             result = hg.hypergradient(self.outer_loss, self.inner_loss, self.weights, self.alphas,
                                       outer_batch=self.parallel.shard(self.val_stream()), inner_batch=inner_batch,
                                       method=estimator(self.config, lr), reduce=self.parallel.reduce)
-        # Checked for every α before any is written: the library raises on this; kept as the app's own guarantee.
-        for name, grad in result.grads.items():
-            if not torch.isfinite(grad).all():
-                raise hg.NonFiniteError(self.config.method, f"the architecture gradient of {name}")
+        # hg.hypergradient has checked every α's gradient finite (one host read) before returning.
         for name, alpha in self.alphas.items():
             alpha.grad = result.grads[name].detach().to(alpha.dtype)
         self.a_opt.step()
@@ -527,12 +525,20 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
             infos: list[dict[str, Any]] = progress_so_far["infos"]
             skipped: int = progress_so_far["skipped"]
             earlier = progress_so_far["seconds"]  # this epoch's time before an interruption
+            unread: list[torch.Tensor] = []  # [loss, accuracy] of the steps since the last host read
+
+            def read_metrics() -> None:
+                for loss, acc in torch.stack(unread).tolist():
+                    losses.append(loss)
+                    accs.append(acc)
+                unread.clear()
+
             for step in range(progress_so_far["step"], steps):
                 position = (epoch, step)
                 batch = parallel.shard(search.train_stream())
-                loss, acc = search.weight_step(batch)
-                losses.append(loss)
-                accs.append(acc)
+                unread.append(search.weight_step(batch))
+                if len(unread) == READ_EVERY or step == steps - 1:
+                    read_metrics()
                 moves_alpha = config.method in GRADIENT_METHODS and epoch >= config.warmup_epochs
                 if moves_alpha and (step + 1) % config.inner_steps == 0:
                     try:
@@ -553,11 +559,13 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
                                   f"α step skipped ({note['message']})")
                 elapsed = time.perf_counter() - started
                 bar.set_description(f"{config.method} epoch {epoch + 1}/{config.epochs}")
-                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{np.mean(accs):.3f}",
+                bar.set_postfix(loss=f"{losses[-1]:.3f}" if losses else "-", acc=f"{np.mean(accs):.3f}" if accs else "-",
                                 val_acc=f"{state.history[-1]['val_acc']:.3f}" if state.history else "-",
                                 s_step=f"{(earlier + elapsed) / (step + 1):.2f}", refresh=False)
                 bar.update(1)
                 if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+                    if unread:
+                        read_metrics()
                     state.epoch_progress = {"step": step + 1, "losses": losses, "accs": accs, "infos": infos,
                                             "skipped": skipped, "seconds": earlier + time.perf_counter() - started}
                     save(step + 1)
