@@ -90,10 +90,10 @@ def conjugate_gradient(matvec: MatVec, b: tree.Tree, *, max_iter: int = 100, tol
         active_flags.append(active)
     if under_transform(b):
         return x, unrecorded("CG", matvecs)
-    info = tolerance_record("CG", active_flags, trace, threshold, matvecs)
+    info = tolerance_record("CG", active_flags, trace, threshold, matvecs, negative_curvature=neg_curv)
     # CG's residual is not monotone; an order of magnitude above the start means it has lost its way.
     diverged = info.residual_trace[0] > 0 and not info.residual_norm <= 10 * info.residual_trace[0]
-    if bool(neg_curv):
-        return x, info.replace(converged=False, diverged=diverged, negative_curvature=True, message=(
+    if info.negative_curvature:
+        return x, info.replace(converged=False, diverged=diverged, message=(
             "CG met negative curvature: the Hessian (plus damping) is not positive definite; use MINRES or more damping"))
     return x, info.replace(diverged=diverged)

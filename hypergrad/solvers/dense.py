@@ -36,9 +36,10 @@ def dense_solve(matvec: MatVec, b: tree.Tree, *, damping: float = 0.0,
     x = torch.linalg.solve(a, rhs)
     if under_transform(b):
         return tree.unflatten(x, b), unrecorded("Exact", a.shape[0])
-    residual = float(torch.linalg.vector_norm(a @ x - rhs))
-    scale = float(torch.linalg.vector_norm(rhs))
-    converged = residual <= 1e-6 * max(scale, 1e-300) and bool(torch.isfinite(x).all())
+    norms = torch.stack([torch.linalg.vector_norm(a @ x - rhs), torch.linalg.vector_norm(rhs),
+                         torch.isfinite(x).all().to(x.dtype)])
+    residual, scale, finite = norms.double().tolist()  # one host read
+    converged = residual <= 1e-6 * max(scale, 1e-300) and bool(finite)
     message = "" if converged else f"Exact: the matrix is singular or ill-conditioned (residual {residual:.3g})"
     return tree.unflatten(x, b), SolveInfo(method="Exact", iterations=1, residual_norm=residual, converged=converged,
                                            residual_trace=(scale, residual), hvps=a.shape[0], message=message)

@@ -66,8 +66,9 @@ def to_floats(values: list[torch.Tensor]) -> tuple[float, ...]:
 
 
 def tolerance_record(method: str, active_flags: list[torch.Tensor], trace: list[torch.Tensor],
-                     threshold: torch.Tensor, matvecs: int) -> SolveInfo:
-    """The record of an iterative solve with a tolerance, from its per-iteration device tensors.
+                     threshold: torch.Tensor, matvecs: int, negative_curvature: torch.Tensor | None = None) -> SolveInfo:
+    """The record of an iterative solve with a tolerance, from its per-iteration device tensors, all of
+    them read to the host in one synchronisation.
 
     Args:
         method: solver name.
@@ -75,15 +76,20 @@ def tolerance_record(method: str, active_flags: list[torch.Tensor], trace: list[
         trace: residual norm before the first and after each iteration.
         threshold: the residual norm that counts as converged.
         matvecs: products computed, frozen iterations included.
+        negative_curvature: a 0-d boolean, set when the solver met a direction of non-positive curvature.
     """
-    iterations = int(torch.stack(active_flags).sum()) if active_flags else 0
-    residuals = to_floats(trace[: iterations + 1])
+    first = trace[0]
+    flag = torch.zeros_like(first) if negative_curvature is None else negative_curvature.to(first.dtype)
+    count = torch.stack(active_flags).sum().to(first.dtype) if active_flags else torch.zeros_like(first)
+    iterations, limit, curved, *values = torch.stack([count, threshold.to(first.dtype), flag, *trace]).double().tolist()
+    iterations = int(iterations)
+    residuals = tuple(values[: iterations + 1])
     final = residuals[-1]
-    converged = bool(final <= float(threshold))
+    converged = bool(final <= limit)
     message = "" if converged else (
-        f"{method} stopped after {iterations} iterations with residual {final:.3g} > tolerance {float(threshold):.3g}")
+        f"{method} stopped after {iterations} iterations with residual {final:.3g} > tolerance {limit:.3g}")
     return SolveInfo(method=method, iterations=iterations, residual_norm=final, converged=converged,
-                     residual_trace=residuals, hvps=matvecs, message=message)
+                     residual_trace=residuals, hvps=matvecs, negative_curvature=bool(curved), message=message)
 
 
 def unrecorded(method: str, matvecs: int) -> SolveInfo:
