@@ -150,7 +150,7 @@ class Linearization:
         mixed_products: number of mixed products computed so far.
     """
 
-    def __init__(self, inner_loss: Loss, params: Mapping[str, torch.Tensor], hparams: Mapping[str, torch.Tensor],
+    def __init__(self, inner_loss: Loss | WeightDecay, params: Mapping[str, torch.Tensor], hparams: Mapping[str, torch.Tensor],
                  batch: Any, mode: str = "reverse", fd_scale: float = 0.01) -> None:
         check_hvp_mode(mode)
         self.mode = mode
