@@ -137,7 +137,7 @@ class Linearization:
     """Second-order products of ``inner_loss`` at ``(params, hparams)`` on one batch.
 
     Args:
-        inner_loss: ``f(params, hparams, batch) -> scalar``, or a :class:`WeightDecay`, whose L2 term the
+        objective: the inner loss ``f(params, hparams, batch) -> scalar``, or a :class:`WeightDecay`, whose L2 term the
             gradient and the Hessian-vector products add analytically.
         params: the point ``w`` (name -> tensor); never modified.
         hparams: the point ``λ``; never modified.
@@ -150,14 +150,16 @@ class Linearization:
         mixed_products: number of mixed products computed so far.
     """
 
-    def __init__(self, inner_loss: Loss | WeightDecay, params: Mapping[str, torch.Tensor], hparams: Mapping[str, torch.Tensor],
-                 batch: Any, mode: str = "reverse", fd_scale: float = 0.01) -> None:
+    def __init__(self, objective: Loss | WeightDecay, params: Mapping[str, torch.Tensor],
+                 hparams: Mapping[str, torch.Tensor], batch: Any, mode: str = "reverse", fd_scale: float = 0.01) -> None:
         check_hvp_mode(mode)
         self.mode = mode
         self.fd_scale = fd_scale
-        self._decay = 0.0
-        if isinstance(inner_loss, WeightDecay):
-            inner_loss, self._decay = inner_loss.loss, float(inner_loss.decay)
+        inner_loss: Loss
+        if isinstance(objective, WeightDecay):
+            inner_loss, self._decay = objective.loss, float(objective.decay)
+        else:
+            inner_loss, self._decay = objective, 0.0
         self._loss = inner_loss
         self._batch = batch
         self.hvps = 0
