@@ -228,7 +228,7 @@ class _Search:
         *grads, loss, acc = self.parallel.average([*grads, loss.detach(), (logits.argmax(1) == y).float().mean()])
         for p, g in zip(params, grads):
             p.grad = g
-        nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.config.grad_clip, foreach=True)
+        nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.config.grad_clip)
         self.w_opt.step()
         assert loss is not None and acc is not None
         return torch.stack([loss, acc])
