@@ -62,7 +62,7 @@ def step_seconds(search: Any) -> float:
 def main(old_root: Path, rounds: int = 8) -> None:
     torch.set_num_threads(1)
     trees = {"old": import_tree(old_root), "new": import_tree(Path(__file__).resolve().parents[1])}
-    print(f"| method | old s/step (min / median) | new s/step (min / median) | new / old (min) |\n| --- | ---: | ---: | ---: |")
+    print("| method | old s/step (min / median) | new s/step (min / median) | new / old (min) |\n| --- | ---: | ---: | ---: |")
     for method in METHODS:
         searches = {name: build(modules, method) for name, modules in trees.items()}
         times: dict[str, list[float]] = {name: [] for name in trees}
