@@ -66,7 +66,7 @@ def main(old_root: Path, rounds: int = 8) -> None:
     for method in METHODS:
         searches = {name: build(modules, method) for name, modules in trees.items()}
         times: dict[str, list[float]] = {name: [] for name in trees}
-        for name, search in searches.items():
+        for search in searches.values():
             step_seconds(search)  # warm-up
         for _ in range(rounds):
             for name, search in searches.items():
