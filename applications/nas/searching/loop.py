@@ -448,6 +448,14 @@ def _interruption(reason: str, position: tuple[int, int], saved: tuple[int, int]
             "--max-restarts N restarts the job, which then continues by itself)")
 
 
+def _read_metrics(unread: list[torch.Tensor], losses: list[float], accs: list[float]) -> None:
+    """Move the unread ``[loss, accuracy]`` tensors of weight steps to the host lists, in one read."""
+    for loss, acc in torch.stack(unread).tolist():
+        losses.append(loss)
+        accs.append(acc)
+    unread.clear()
+
+
 def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
                on_epoch_end: EpochCallback | None = None, parallel: DataParallel | None = None,
                device: str | None = None, checkpoint_every: int = 0) -> SearchState:
@@ -526,19 +534,12 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
             skipped: int = progress_so_far["skipped"]
             earlier = progress_so_far["seconds"]  # this epoch's time before an interruption
             unread: list[torch.Tensor] = []  # [loss, accuracy] of the steps since the last host read
-
-            def read_metrics() -> None:
-                for loss, acc in torch.stack(unread).tolist():
-                    losses.append(loss)
-                    accs.append(acc)
-                unread.clear()
-
             for step in range(progress_so_far["step"], steps):
                 position = (epoch, step)
                 batch = parallel.shard(search.train_stream())
                 unread.append(search.weight_step(batch))
                 if len(unread) == READ_EVERY or step == steps - 1:
-                    read_metrics()
+                    _read_metrics(unread, losses, accs)
                 moves_alpha = config.method in GRADIENT_METHODS and epoch >= config.warmup_epochs
                 if moves_alpha and (step + 1) % config.inner_steps == 0:
                     try:
@@ -565,7 +566,7 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
                 bar.update(1)
                 if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
                     if unread:
-                        read_metrics()
+                        _read_metrics(unread, losses, accs)
                     state.epoch_progress = {"step": step + 1, "losses": losses, "accs": accs, "infos": infos,
                                             "skipped": skipped, "seconds": earlier + time.perf_counter() - started}
                     save(step + 1)
