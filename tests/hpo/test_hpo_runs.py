@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from applications.hpo import budget as budget_module
-from applications.hpo.results import HPARAMS_FILE, RESULT_FILE
+from applications.hpo.results import HPARAMS_FILE, RESULT_FILE, load_best_hparams
 from applications.hpo.run import run
 
 # (task, method, seed, steps). Black-box trials train from scratch, so they get the fewest trials in
@@ -71,7 +71,7 @@ def test_tiny_run_writes_a_valid_result_and_lowers_the_validation_loss(tmp_path,
         # Every outer step but the last applied a finite hypergradient.
         assert not result["events"]
         assert all("hg_iterations" in record for record in history[:-1])
-        best_hparams = torch.load(tmp_path / HPARAMS_FILE)
+        best_hparams = load_best_hparams(tmp_path)
         assert sum(t.numel() for t in best_hparams.values()) == result["n_hparams"]
 
 

@@ -145,7 +145,7 @@ def test_a_tiny_darts_search_writes_a_genotype_and_resumes(tmp_path: Path,
     assert result["edges"] == 28 and (out / CHECKPOINT).is_file()
     assert result["arch"] in capsys.readouterr().out
 
-    checkpoint = torch.load(out / CHECKPOINT, weights_only=False)
+    checkpoint = torch.load(out / CHECKPOINT, weights_only=True)
     assert checkpoint["config"]["space"] == "darts" and checkpoint["config"]["layers"] == 3
     checkpoint["config"]["epochs"] = 2  # resuming a finished search with one more epoch to run
     torch.save(checkpoint, out / CHECKPOINT)

@@ -80,8 +80,8 @@ def test_resumed_search_ends_with_the_result_of_an_uninterrupted_one(
     whole_log = [_without_timing(json.loads(x)) for x in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
     cut_log = [_without_timing(json.loads(x)) for x in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
     assert whole_log == cut_log
-    whole_state = torch.load(tmp_path / "whole" / CHECKPOINT, weights_only=False)["model"]
-    cut_state = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=False)["model"]
+    whole_state = torch.load(tmp_path / "whole" / CHECKPOINT, weights_only=True)["model"]
+    cut_state = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)["model"]
     assert all(torch.equal(whole_state[k], cut_state[k]) for k in whole_state)
 
 

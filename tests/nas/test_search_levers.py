@@ -160,7 +160,7 @@ def test_a_cosine_alpha_schedule_lowers_alpha_lr_each_epoch_towards_zero(tmp_pat
     assert search_cli([*args, "--alpha-lr-schedule", "cosine", "--out", str(tmp_path / "cos")]) == 0
     log = [json.loads(line) for line in (tmp_path / "cos" / "log.jsonl").read_text().splitlines()]
     assert [r["alpha_lr"] for r in log] == pytest.approx([0.2, 0.15, 0.05])  # 0.1 (1 + cos(pi e / 3))
-    adam = torch.load(tmp_path / "cos" / "checkpoint.pt", weights_only=False)["a_opt"]
+    adam = torch.load(tmp_path / "cos" / "checkpoint.pt", weights_only=True)["a_opt"]
     assert adam["param_groups"][0]["lr"] == pytest.approx(0.05)
     assert search_cli([*args, "--out", str(tmp_path / "constant")]) == 0
     log = [json.loads(line) for line in (tmp_path / "constant" / "log.jsonl").read_text().splitlines()]

@@ -58,13 +58,13 @@ def _resumed_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         patch.setattr(train, "atomic_write_bytes", write_then_stop)
         with pytest.raises(_Interrupted):
             train.cli([*first, "--out", str(tmp_path / "cut")])
-    assert torch.load(tmp_path / "cut" / train.CHECKPOINT, weights_only=False)["epochs_done"] == 1
+    assert torch.load(tmp_path / "cut" / train.CHECKPOINT, weights_only=True)["epochs_done"] == 1
     assert train.cli(["--resume", str(tmp_path / "cut")]) == 0
     whole = json.loads((tmp_path / "whole" / train.RESULT).read_text())
     resumed = json.loads((tmp_path / "cut" / train.RESULT).read_text())
     assert resumed["test_accuracy"] == whole["test_accuracy"]
-    a = torch.load(tmp_path / "whole" / train.CHECKPOINT, weights_only=False)["model"]
-    b = torch.load(tmp_path / "cut" / train.CHECKPOINT, weights_only=False)["model"]
+    a = torch.load(tmp_path / "whole" / train.CHECKPOINT, weights_only=True)["model"]
+    b = torch.load(tmp_path / "cut" / train.CHECKPOINT, weights_only=True)["model"]
     for name in a:
         assert torch.equal(a[name], b[name]), name
     return whole

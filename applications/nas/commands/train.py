@@ -17,7 +17,9 @@ The defaults are sized for a small CPU; ``--preset darts-paper`` is DARTS's CIFA
 cutout 16, crop and flip), for a GPU. Evaluation: the official test set where the dataset has one
 (CIFAR), else a seeded held-out fifth of the training images.
 
-Every epoch ends with an atomic ``checkpoint.pt`` in ``--out``; ``--resume DIR`` continues from it. The
+Every epoch ends with an atomic ``checkpoint.pt`` in ``--out``; ``--resume DIR`` continues from it (the
+checkpoint holds tensors and plain values only and is read with ``torch.load(weights_only=True)``, see
+:mod:`applications.checkpoints`: a checkpoint from someone else runs no code). The
 result goes to ``train_result.json`` (not ``result.json``, so that ``--out`` may be the search's folder).
 Under ``torchrun`` training is data-parallel (:mod:`applications.nas.common.distributed`); process 0 writes.
 """
@@ -28,19 +30,18 @@ import argparse
 import functools
 import json
 import math
-import random
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from applications import checkpoints
 from applications.nas.benchmark.table import BenchmarkTable, TableError, describe_cell, shipped_table
 from applications.nas.commands.arguments import (
     ArgumentParser,
@@ -69,6 +70,8 @@ from applications.nas.spaces.darts.genotype import Genotype, GenotypeError
 from applications.nas.spaces.nb201.genotype import ArchStringError, Cell
 
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_KIND = "nas-train"
+CHECKPOINT_VERSION = 2  # 2: tensors and plain values only, read with weights_only=True
 RESULT = "train_result.json"
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -109,6 +112,43 @@ def _arch_from_result(result: Path) -> str:
         raise ValueError(f"--result {result}: 'arch' is not a cell string or a DARTS genotype")
     parse_cell(arch)
     return arch
+
+
+#: The settings a training checkpoint must hold, with their types (the others are checked where they are used).
+_SETTINGS_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "arch": str, "kind": str, "dataset": str, "seed": (int,), "epochs": (int,), "batch_size": (int,),
+    "lr": (int, float), "weight_decay": (int, float), "grad_clip": (int, float), "augment": bool, "device": str,
+}
+
+
+def load_checkpoint(folder: Path) -> dict[str, Any]:
+    """The training checkpoint in ``folder``, read without running code from it and checked field by field.
+
+    Raises:
+        CheckpointError: (a ``ValueError``) one line naming the file and what was expected.
+    """
+    path = folder / CHECKPOINT
+    checkpoint = checkpoints.load(path, CHECKPOINT_KIND, CHECKPOINT_VERSION,
+                                  "the checkpoint.pt of a training (its --out folder)")
+    checkpoints.require(checkpoint, {"settings": dict, "model": dict, "optimizer": dict, "stream": dict,
+                                     "cutout": torch.Tensor, "epochs_done": (int,), "seconds": (int, float),
+                                     "rng": dict}, path)
+    settings = checkpoint["settings"]
+    checkpoints.require(settings, _SETTINGS_FIELDS, path, "settings")
+    kind = settings["kind"] if settings["kind"] in DEFAULTS else "nb201"
+    checkpoints.require(settings, {name: (int,) if isinstance(value, int) else (int, float)
+                                   for name, value in DEFAULTS[kind].items()}, path, "settings")
+    checkpoints.require(settings, {"data_dir": (str, type(None)), "image_size": (int, type(None)),
+                                   "train_subset": (int, type(None))}, path, "settings")
+    checkpoints.require_finite(checkpoint["model"], path, "model")
+    try:
+        parse_cell(settings["arch"])
+    except (ArchStringError, GenotypeError) as err:
+        raise checkpoints.CheckpointError(f"{path}: settings['arch'] is not a cell ({str(err).strip().splitlines()[0]})"
+                                          ) from None
+    if not 0 <= checkpoint["epochs_done"] <= settings["epochs"]:
+        raise checkpoints.CheckpointError(f"{path}: epochs_done {checkpoint['epochs_done']} is outside 0..epochs")
+    return checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,10 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     checkpoint: dict[str, Any] | None = None
     if args.resume is not None:
-        path = args.resume / CHECKPOINT
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint {path} to resume from (expected the --out folder of a training)")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = load_checkpoint(args.resume)
         settings, out = checkpoint["settings"], args.resume
         if args.device is not None:  # the given device overrides the checkpoint's
             settings = {**settings, "device": args.device}
@@ -263,13 +300,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     holes = torch.Generator().manual_seed(settings["seed"] + 2)
     epochs_done, seconds = 0, 0.0
     if checkpoint is not None:
-        net.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        stream.load_state_dict(checkpoint["stream"])
-        holes.set_state(checkpoint["cutout"])
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        np.random.set_state(checkpoint["rng"]["numpy"])
-        random.setstate(checkpoint["rng"]["python"])
+        path = args.resume / CHECKPOINT
+        try:
+            net.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            stream.load_state_dict(checkpoint["stream"])
+            holes.set_state(checkpoint["cutout"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise checkpoints.CheckpointError(f"{path} does not fit the network its own settings describe ({first}); "
+                                              "expected the checkpoint.pt that training wrote") from None
+        checkpoints.set_rng_state(checkpoint["rng"], path, device)
         epochs_done, seconds = checkpoint["epochs_done"], checkpoint["seconds"]
     if out is not None and parallel.is_writer:
         out.mkdir(parents=True, exist_ok=True)
@@ -304,10 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parallel.average_buffers(net)
             seconds += time.perf_counter() - started
             if out is not None and parallel.is_writer:
-                state = {"settings": settings, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                         "stream": stream.state_dict(), "cutout": holes.get_state(), "epochs_done": epoch + 1,
-                         "seconds": seconds, "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                                                     "python": random.getstate()}}
+                state = checkpoints.pack(CHECKPOINT_KIND, CHECKPOINT_VERSION, {
+                    "settings": settings, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                    "stream": stream.state_dict(), "cutout": holes.get_state(), "epochs_done": epoch + 1,
+                    "seconds": seconds, "rng": checkpoints.rng_state()})
                 atomic_write_bytes(out / CHECKPOINT, functools.partial(torch.save, state))
             parallel.barrier()
     _, test_acc = evaluate(net, test, device)

@@ -310,6 +310,15 @@ class BatchStream:
         return {"generator": self._generator.get_state(), "order": self._order.clone(), "position": self._position}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a position saved by :meth:`state_dict`; raises ``ValueError`` (one line) if it is not one of
+        this stream's (an order that is not a permutation of its images, a position outside it)."""
+        order, position = state["order"], state["position"]
+        n = len(self.data)
+        if not (isinstance(order, torch.Tensor) and order.dtype == torch.int64 and order.shape == (n,)
+                and bool((order.sort().values == torch.arange(n)).all())):
+            raise ValueError(f"a batch stream's order is not a permutation of its {n} images")
+        if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= n:
+            raise ValueError(f"a batch stream's position {position!r:.20} is outside 0..{n}")
         self._generator.set_state(state["generator"])
-        self._set_order(state["order"].clone())
-        self._position = int(state["position"])
+        self._set_order(order.clone())
+        self._position = position

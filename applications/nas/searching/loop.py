@@ -31,6 +31,8 @@ Every epoch ends with an atomic checkpoint (model, both optimizers, batch-stream
 states, history), and so, optionally, does every N-th step (``checkpoint_every``), so an interrupted
 search resumes to exactly the result of an uninterrupted one on CPU. An interruption (Ctrl-C, SIGTERM, a
 lost process of the job) stops it with :class:`SearchInterrupted`, whose message names that checkpoint.
+It holds tensors and plain values only and is read with ``torch.load(weights_only=True)``
+(:mod:`applications.checkpoints`), so a checkpoint handed over by someone else runs no code.
 
 Under ``torchrun`` the search is data-parallel (:mod:`applications.nas.common.distributed`): every batch is
 split over the processes, the weight gradients and the hypergradient are averaged over them, and
@@ -43,7 +45,6 @@ import contextlib
 import functools
 import json
 import math
-import random
 import signal
 import threading
 import time
@@ -62,12 +63,13 @@ from torch.func import functional_call
 from tqdm import tqdm
 
 import hypergrad as hg
+from applications import checkpoints
 from applications.nas.common.backend import configure as configure_backend
 from applications.nas.common.data import BatchStream, ImageSet, load_dataset, split_train_val
 from applications.nas.common.distributed import ONE_PROCESS, DataParallel, synchronise_batch_norm
 from applications.nas.common.evaluation import evaluate
 from applications.nas.common.files import atomic_write_bytes, atomic_write_text
-from applications.nas.searching.config import GRADIENT_METHODS, SearchConfig
+from applications.nas.searching.config import GRADIENT_METHODS, SearchConfig, SearchConfigError
 from applications.nas.searching.estimators import estimator
 from applications.nas.searching.selection import perturbation_select
 from applications.nas.searching.stabilisers import (
@@ -81,7 +83,8 @@ from applications.nas.spaces.registry import SearchSpace, alpha_probabilities, a
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
-_CHECKPOINT_VERSION = 2  # 2: the space is in the config, α is a dict of tensors
+CHECKPOINT_KIND = "nas-search"
+_CHECKPOINT_VERSION = 3  # 2: the space is in the config, α is a dict of tensors; 3: tensors and plain values only
 READ_EVERY = 20
 """Weight steps between host reads of the training loss and accuracy (each read waits for the device)."""
 
@@ -252,8 +255,8 @@ class _Search:
         return result.info
 
     def state_dict(self, state: SearchState) -> dict[str, Any]:
-        return {
-            "version": _CHECKPOINT_VERSION,
+        """The checkpoint: tensors and plain values only (:func:`applications.checkpoints.pack`)."""
+        return checkpoints.pack(CHECKPOINT_KIND, _CHECKPOINT_VERSION, {
             "config": asdict(self.config),
             "model": self.net.state_dict(),
             "w_opt": self.w_opt.state_dict(),
@@ -262,28 +265,32 @@ class _Search:
                         for name in ("train_stream", "val_stream", "hessian_stream")},
             "path_generator": self.path_generator.get_state(),
             "dirichlet_generator": None if self.dirichlet is None else self.dirichlet.generator.get_state(),
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "rng": checkpoints.rng_state(),
             "initial_alphas": state.initial_alphas,
             "history": state.history,
             "nonfinite_steps": state.nonfinite_steps,
             "wall_time": state.wall_time,
             "epochs_done": state.epochs_done,
             "epoch_progress": state.epoch_progress,
-        }
+        })
 
-    def load_state_dict(self, checkpoint: dict[str, Any]) -> SearchState:
-        self.net.load_state_dict(checkpoint["model"])
-        self.w_opt.load_state_dict(checkpoint["w_opt"])
-        self.a_opt.load_state_dict(checkpoint["a_opt"])
-        for name, stream_state in checkpoint["streams"].items():
-            getattr(self, name).load_state_dict(stream_state)
-        if "path_generator" in checkpoint:  # absent from checkpoints written before random-ws existed
+    def load_state_dict(self, checkpoint: dict[str, Any], path: Path) -> SearchState:
+        """Restore a checkpoint read by :func:`load_checkpoint`; a part that does not fit this search's
+        supernet, optimizers or streams is a one-line :class:`~applications.checkpoints.CheckpointError`."""
+        try:
+            self.net.load_state_dict(checkpoint["model"])
+            self.w_opt.load_state_dict(checkpoint["w_opt"])
+            self.a_opt.load_state_dict(checkpoint["a_opt"])
+            for name in ("train_stream", "val_stream", "hessian_stream"):
+                getattr(self, name).load_state_dict(checkpoint["streams"][name])
             self.path_generator.set_state(checkpoint["path_generator"])
-        if self.dirichlet is not None:
-            self.dirichlet.generator.set_state(checkpoint["dirichlet_generator"])
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        np.random.set_state(checkpoint["rng"]["numpy"])
-        random.setstate(checkpoint["rng"]["python"])
+            if self.dirichlet is not None:
+                self.dirichlet.generator.set_state(checkpoint["dirichlet_generator"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise checkpoints.CheckpointError(f"{path} does not fit the search its own config describes ({first}); "
+                                              "expected the checkpoint.pt that search wrote") from None
+        checkpoints.set_rng_state(checkpoint["rng"], path, self.device)
         return SearchState(self.alphas_now(), checkpoint["initial_alphas"], checkpoint["history"],
                            checkpoint["nonfinite_steps"], checkpoint["wall_time"], checkpoint["epochs_done"],
                            epoch_progress=checkpoint.get("epoch_progress"))
@@ -361,16 +368,28 @@ def select_by_perturbation(search: _Search, val: ImageSet, progress: bool = Fals
 
 
 def load_checkpoint(out_dir: Path) -> dict[str, Any]:
-    """The checkpoint of a search folder; raises ``FileNotFoundError``/``ValueError`` with one-line reasons."""
+    """The checkpoint of a search folder, read without running code from it and checked field by field.
+
+    Raises:
+        CheckpointError: (a ``ValueError``) one line naming the file and what was expected: missing, not a
+            checkpoint, written by an older version, or with a field of the wrong type or non-finite values.
+    """
     path = Path(out_dir) / CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint {path} to resume from (expected the --out folder of a search)")
+    checkpoint = checkpoints.load(path, CHECKPOINT_KIND, _CHECKPOINT_VERSION,
+                                  "the checkpoint.pt of a search (its --out folder)")
+    checkpoints.require(checkpoint, {
+        "config": dict, "model": dict, "w_opt": dict, "a_opt": dict, "streams": dict, "path_generator": torch.Tensor,
+        "rng": dict, "initial_alphas": dict, "history": list, "nonfinite_steps": list, "wall_time": (int, float),
+        "epochs_done": (int,)}, path)
+    for name in ("model", "initial_alphas"):
+        checkpoints.require_finite(checkpoint[name], path, name)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises several unrelated types for a damaged file
-        raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("version") != _CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint {path} is not a search checkpoint of this version")
+        SearchConfig.from_dict(checkpoint["config"])
+    except (SearchConfigError, TypeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise checkpoints.CheckpointError(f"{path}: its config is not valid ({first})") from None
+    if not 0 <= checkpoint["epochs_done"] <= checkpoint["config"].get("epochs", 0):
+        raise checkpoints.CheckpointError(f"{path}: epochs_done {checkpoint['epochs_done']} is outside 0..epochs")
     return checkpoint
 
 
@@ -497,7 +516,7 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
     train, val = split_train_val(dataset.train, config.seed, config.train_subset)
     search = _Search(config, train, val, parallel)
     if checkpoint:
-        state = search.load_state_dict(checkpoint)
+        state = search.load_state_dict(checkpoint, out / CHECKPOINT)
     else:
         state = SearchState(search.alphas_now(), search.alphas_now())
 
