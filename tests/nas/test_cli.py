@@ -42,7 +42,7 @@ SEARCH_CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("missing cifar folder", lambda d: ["--dataset", "cifar10", "--data-dir", str(d), "--out", str(d / "o")],
      "cifar-10-batches-py, not found"),
     ("malformed cifar folder", lambda d: ["--dataset", "cifar10", "--data-dir", str(_malformed_cifar(d)),
-                                          "--out", str(d / "o")], "expected b'data' of shape"),
+                                          "--out", str(d / "o")], "expected a uint8 array of shape (N, 3072)"),
     ("subset too small", lambda d: ["--dataset", "digits", "--train-subset", "1", "--out", str(d)],
      "--train-subset 1 must lie in 2..1797"),
     ("batch larger than the data", lambda d: ["--dataset", "digits", "--train-subset", "20", "--batch-size",
@@ -51,9 +51,9 @@ SEARCH_CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("missing table", lambda d: ["--nb201-table", str(d / "absent.csv"), "--out", str(d)], "absent.csv not found"),
     ("missing nats file", lambda d: ["--nats-file", str(d / "absent.pickle"), "--out", str(d)], "not found"),
     ("nothing to resume", lambda d: ["--resume", str(d / "never")], "never not found"),
-    ("resume folder without checkpoint", lambda d: ["--resume", str(d)], "no checkpoint"),
+    ("resume folder without checkpoint", lambda d: ["--resume", str(d)], "checkpoint.pt not found"),
     ("damaged checkpoint", lambda d: ((d / "cp").mkdir(), (d / "cp" / "checkpoint.pt").write_bytes(b"junk"),
-                                      ["--resume", str(d / "cp")])[-1], "cannot be read"),
+                                      ["--resume", str(d / "cp")])[-1], "not a torch.save archive"),
 ]
 
 

@@ -94,11 +94,11 @@ def test_cifar_readers_decode_the_official_pickle_layout(tmp_path: Path, name: s
         (lambda root: (root / "cifar-10-batches-py").mkdir(), "data_batch_1"),
         (lambda root: ((root / "cifar-10-batches-py").mkdir(),
                        (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"not a pickle")),
-         "is not a CIFAR python-version batch"),
+         "is not an official cifar10 python-version batch"),
         (lambda root: ((root / "cifar-10-batches-py").mkdir(),
                        (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(
                            pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}))),
-         "expected b'data' of shape"),
+         r"expected a uint8 array of shape \(N, 3072\)"),
     ],
 )
 def test_missing_or_malformed_cifar_folders_say_what_was_expected_where(tmp_path: Path, setup, message: str) -> None:

@@ -9,7 +9,8 @@ Datasets (nothing is ever downloaded):
   the package (``bundled/cifar10_train_10k_16px.npz``, built by ``scripts/build_cifar10_subset.py``; the
   ``README.md`` beside it says from what). No test set: a search needs only its two training halves.
 * ``cifar10`` / ``cifar100``: the official "python version" folders ``cifar-10-batches-py`` and
-  ``cifar-100-python`` under a data directory.
+  ``cifar-100-python`` under a data directory. Their pickles are read by a restricted unpickler
+  (:class:`CifarUnpickler`) that builds only what those files contain, so a crafted batch runs no code.
 
 Images are kept as uint8 ``(N, C, H, W)`` tensors and normalised batch by batch, so CIFAR-sized sets
 stay small in memory and fit on a GPU whole. A :class:`BatchStream` on a GPU makes no host
@@ -171,21 +172,75 @@ def _load_cifar10_bundled(image_size: int | None) -> Dataset:
     return Dataset("cifar10-bundled", _image_set(images, labels, 10, image_size), None)
 
 
+def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """numpy's array reconstruction, for plain arrays only (the first step of unpickling an ndarray)."""
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError(f"an array of class {getattr(subtype, '__name__', subtype)!r}")
+    return np.ndarray.__new__(np.ndarray, shape, dtype)
+
+
+def _dtype(*args: Any) -> np.dtype:
+    """numpy's dtype constructor as pickles call it, refusing object dtypes (arrays of arbitrary objects)."""
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise pickle.UnpicklingError("an array of Python objects")
+    return dtype
+
+
+def _latin1(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes at protocol 2, for the latin-1 codec only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what the official CIFAR python-version files hold.
+
+    Dicts, lists, tuples, bytes, strings, numbers and booleans are built by pickle's own opcodes; the only
+    globals admitted are numpy's array reconstruction (``numpy.core.multiarray._reconstruct``, or
+    ``numpy._core`` from numpy 2, with ``numpy.ndarray`` and ``numpy.dtype``, object dtypes refused) and
+    ``_codecs.encode`` to latin-1, which is how Python 3 pickles ``bytes`` at protocol 2 (batches rewritten
+    by Python 3 contain it; Python 2's originals do not). Any other global (a function that would run
+    code, a class with side effects) raises ``pickle.UnpicklingError`` before it is looked up.
+    """
+
+    _ALLOWED: dict[tuple[str, str], Any] = {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): _dtype,
+        ("_codecs", "encode"): _latin1,
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self._ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}") from None
+
+
 def _read_pickle(path: Path, label_key: bytes, expected: str) -> tuple[np.ndarray, np.ndarray]:
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"expected {path} ({expected}), not found")
+    if not path.is_file():
+        raise DataError(f"{path} is not a file; expected an {expected}")
     try:
         with path.open("rb") as handle:
-            batch: Any = pickle.load(handle, encoding="bytes")
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[label_key], dtype=np.int64)
-    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as err:
-        raise DataError(f"{path} is not a CIFAR python-version batch with b'data' and {label_key!r} "
-                        f"({type(err).__name__}: {err})") from None
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
-        raise DataError(f"{path}: expected b'data' of shape (N, 3072) and N labels, got {data.shape} "
-                        f"and {labels.shape}")
-    return data.reshape(-1, 3, 32, 32), labels
+            batch: Any = CifarUnpickler(handle, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, IndexError, KeyError,
+            AttributeError, MemoryError) as err:  # what a damaged pickle raises, by the opcode it breaks at
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else "truncated"
+        raise DataError(f"{path} is not an {expected}: {reason} (refused; nothing in it was run)") from None
+    data = batch.get(b"data") if isinstance(batch, dict) else None
+    labels = batch.get(label_key) if isinstance(batch, dict) else None
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        got = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"{path}: b'data' is a {got}; expected a uint8 array of shape (N, 3072) ({expected})")
+    if not (isinstance(labels, (list, np.ndarray)) and len(labels) == data.shape[0] and
+            all(isinstance(y, (int, np.integer)) and not isinstance(y, bool) for y in labels)):
+        raise DataError(f"{path}: {label_key!r} is not a list of {data.shape[0]} integer labels ({expected})")
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
 
 def _load_cifar(name: str, data_dir: Path | None, image_size: int | None) -> Dataset:
