@@ -42,7 +42,7 @@ def _cached_problem(config: pytest.Config, make: Callable[..., Bilevel]) -> Bile
     problem = make(solve=False)
     path = Path(config.cache.mkdir("hypergrad-bench")) / f"{problem.name}-{PROBLEM_VERSION}.pt"
     if path.exists():
-        saved = torch.load(path)
+        saved = torch.load(path, weights_only=True)
         problem.params, problem.grad_norm, problem.curvature = saved["params"], saved["grad_norm"], saved["curvature"]
     else:
         solve_inner(problem)

@@ -10,7 +10,7 @@ data-parallel use).
 from hypergrad.api import Hypergradient, backward, hypergradient
 from hypergrad.conditions import FixedPointMap, Root
 from hypergrad.distributed import all_reduce_mean
-from hypergrad.errors import HypergradInputError, NonFiniteError
+from hypergrad.errors import HypergradInputError, Interrupted, NonFiniteError
 from hypergrad.implicit import implicit
 from hypergrad.linearization import WeightDecay
 from hypergrad.methods import (
@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CG", "GMRES", "MINRES", "Auto", "BiCGSTAB", "Exact", "FirstOrder", "FixedPoint", "FixedPointMap", "Hypergradient",
-    "HypergradInputError", "Jacobi", "Neumann", "NonFiniteError", "NormalCG", "OneStep", "Root", "SolveInfo",
-    "StochasticNeumann", "Unrolled", "WeightDecay", "all_reduce_mean", "backward", "hypergradient", "implicit",
+    "HypergradInputError", "Interrupted", "Jacobi", "Neumann", "NonFiniteError", "NormalCG", "OneStep", "Root",
+    "SolveInfo", "StochasticNeumann", "Unrolled", "WeightDecay", "all_reduce_mean", "backward", "hypergradient",
+    "implicit",
 ]

@@ -14,7 +14,7 @@ from hypergrad import tree
 from hypergrad.conditions import Condition, check_condition_method, default_method
 from hypergrad.distributed import Reduce, check_reduce
 from hypergrad.errors import HypergradInputError, NonFiniteError
-from hypergrad.estimators import Estimate, Problem, estimate
+from hypergrad.estimators import Estimate, Problem, ShouldStop, estimate
 from hypergrad.linearization import Loss
 from hypergrad.solvers import SolveInfo
 from hypergrad.user_code import call, estimator_context
@@ -49,8 +49,11 @@ def batch_sampler(inner_batch: Any) -> Callable[[], Any]:
 
 
 def validate(losses: dict[str, object], params: object, hparams: object, method: object,
-             allowed: tuple[type, ...] = m.METHODS, caller: str = "") -> None:
-    """One-line :class:`HypergradInputError` for a non-callable loss, a bad dict, or a method not in ``allowed``."""
+             allowed: tuple[type, ...] = m.METHODS, caller: str = "", should_stop: object = None) -> None:
+    """One-line :class:`HypergradInputError` for a non-callable loss, a bad dict, a method not in ``allowed``,
+    or a ``should_stop`` that is neither None nor callable."""
+    if should_stop is not None and not callable(should_stop):
+        raise HypergradInputError(f"should_stop={should_stop!r}: expected None or a callable () -> bool")
     for name, fn in losses.items():
         if not callable(fn):
             raise HypergradInputError(f"{name} is a {type(fn).__name__}; expected a callable (params, hparams, batch) -> scalar")
@@ -74,7 +77,8 @@ def _raise_on_nonfinite(method: object, est: Estimate) -> None:
 def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mapping[str, torch.Tensor],
                   hparams: Mapping[str, torch.Tensor], *, outer_batch: Any = None, inner_batch: Any = None,
                   method: m.Method | None = None, reduce: Reduce | None = None,
-                  warm_start: Mapping[str, torch.Tensor] | None = None) -> Hypergradient:
+                  warm_start: Mapping[str, torch.Tensor] | None = None,
+                  should_stop: ShouldStop | None = None) -> Hypergradient:
     """The hypergradient dF/dλ of ``F(w*(λ), λ)`` where ``w*(λ) = argmin_w f(w, λ)``.
 
     ``params`` is the inner solution (or the current weights, for the one-step and unrolled
@@ -104,6 +108,12 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mappin
             is never worse than starting from zero (a useless guess is dropped); the tolerance stays
             relative to ∂_wF. Exact and the Neumann series have no starting point and ignore it.
             Costs one product.
+        should_stop: a zero-argument callable asked before the estimate starts, before every product
+            of its linear solve (Hessian-vector or Jacobian products, power-iteration steps) and before
+            every unrolled step; when it returns True the computation ends with :class:`Interrupted`.
+            This is how a wall-clock budget holds inside a long solve, e.g.
+            ``should_stop=lambda: time.monotonic() > deadline``. Under ``reduce`` it must answer the
+            same on every process (a stop on one would leave the others waiting in an all-reduce).
 
     Returns:
         :class:`Hypergradient` with ``grads``, ``info`` and ``adjoint``.
@@ -111,6 +121,7 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mappin
     Raises:
         HypergradInputError: bad arguments (mismatched dicts, a non-scalar loss, an unknown method).
         NonFiniteError: a NaN or Inf appeared; the message names the estimator and the quantity.
+        Interrupted: ``should_stop()`` returned True; nothing is returned.
 
     Example:
         >>> res = hypergradient(val_loss, train_loss, w, {"log_l2": log_l2},
@@ -119,7 +130,7 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mappin
         >>> res = hypergradient(..., warm_start=res.adjoint)   # the next outer step, started from the last v
     """
     method = default_method(inner_loss) if method is None else method
-    validate({"outer_loss": outer_loss, "inner_loss": inner_loss}, params, hparams, method)
+    validate({"outer_loss": outer_loss, "inner_loss": inner_loss}, params, hparams, method, should_stop=should_stop)
     if isinstance(inner_loss, Condition):
         check_condition_method(method, "hypergradient")
     check_reduce(reduce)
@@ -132,7 +143,8 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mappin
     start = time.perf_counter()
     # A condition travels in the same field; estimate() routes it to the root solvers before any loss use.
     problem = Problem(outer_loss, cast(Loss, inner_loss), dict(params), dict(hparams), outer_batch, batch_sampler(inner_batch),
-                      reduce, None if warm_start is None else {k: warm_start[k].detach().to(params[k]) for k in params})
+                      reduce, None if warm_start is None else {k: warm_start[k].detach().to(params[k]) for k in params},
+                      should_stop)
     with estimator_context(f"hypergradient(method={type(method).__name__})"):
         est = estimate(method, problem)
     _raise_on_nonfinite(method, est)
@@ -144,11 +156,13 @@ def hypergradient(outer_loss: Loss, inner_loss: Loss | Condition, params: Mappin
 def backward(outer_loss: Loss, inner_loss: Loss | Condition, params: Mapping[str, torch.Tensor],
              hparams: Mapping[str, torch.Tensor], *, outer_batch: Any = None, inner_batch: Any = None,
              method: m.Method | None = None, reduce: Reduce | None = None,
-             warm_start: Mapping[str, torch.Tensor] | None = None) -> Hypergradient:
+             warm_start: Mapping[str, torch.Tensor] | None = None,
+             should_stop: ShouldStop | None = None) -> Hypergradient:
     """Like :func:`hypergradient`, then add ``grads`` into each ``hparams`` tensor's ``.grad``.
 
     Any ``torch.optim`` optimizer over the hyperparameters can then take the step. Nothing is written
-    when the estimate fails (bad input or a non-finite value raise before any ``.grad`` changes).
+    when the estimate fails (bad input, a non-finite value or a stop by ``should_stop`` raise before any
+    ``.grad`` changes).
 
     Example:
         >>> opt = torch.optim.Adam(alphas.values(), lr=3e-4)
@@ -161,7 +175,8 @@ def backward(outer_loss: Loss, inner_loss: Loss | Condition, params: Mapping[str
             if isinstance(h, torch.Tensor) and not h.is_leaf:
                 raise HypergradInputError(f"hparams[{k!r}] is not a leaf tensor; backward() accumulates into .grad of leaves")
     res = hypergradient(outer_loss, inner_loss, params, hparams, outer_batch=outer_batch,
-                        inner_batch=inner_batch, method=method, reduce=reduce, warm_start=warm_start)
+                        inner_batch=inner_batch, method=method, reduce=reduce, warm_start=warm_start,
+                        should_stop=should_stop)
     with torch.no_grad():
         for k, h in hparams.items():
             if h.grad is None:

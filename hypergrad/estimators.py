@@ -17,12 +17,14 @@ from hypergrad import methods as m
 from hypergrad import tree
 from hypergrad.conditions import Condition, check_condition_method, condition_system
 from hypergrad.distributed import Reduce, reduce_parts, reduced
+from hypergrad.errors import Interrupted
 from hypergrad.linearization import Linearization, Loss, as_scalar_loss, autograd_grads, call_loss, loss_and_grads
 from hypergrad.operator import LinearOperator
 from hypergrad.solvers import SolveInfo
 from hypergrad.user_code import call
 
 Checks = list[tuple[str, torch.Tensor]]
+ShouldStop = Callable[[], bool]
 
 
 @dataclass
@@ -39,6 +41,8 @@ class Problem:
     """Data-parallel: the mean over processes, applied to every gradient and product (:mod:`hypergrad.distributed`)."""
     warm_start: dict[str, torch.Tensor] | None = None
     """A starting guess for the linear solve (the previous call's adjoint), or None."""
+    should_stop: ShouldStop | None = None
+    """Asked before every product and unrolled step; True raises :class:`~hypergrad.errors.Interrupted`."""
 
 
 @dataclass
@@ -49,6 +53,18 @@ class Estimate:
     info: SolveInfo
     checks: Checks
     adjoint: dict[str, torch.Tensor] | None = None
+
+
+def stop_check(should_stop: ShouldStop | None, estimator: str) -> Callable[[], None]:
+    """What to call before each product: raises :class:`Interrupted` once ``should_stop()`` is true."""
+    done = [0]
+
+    def before() -> None:
+        if should_stop is not None and call(should_stop, "should_stop()", "the check before a product"):
+            raise Interrupted(estimator, done[0])
+        done[0] += 1
+
+    return before
 
 
 def first_order(method: m.FirstOrder, p: Problem) -> Estimate:
@@ -124,7 +140,8 @@ def _hessian_system(method: m.ImplicitMethod, inner_loss: Loss, params: dict[str
 
 def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, params: dict[str, torch.Tensor],
                    hparams: dict[str, torch.Tensor], rhs: dict[str, torch.Tensor],
-                   draw_inner: Callable[[], Any], reduce: Reduce | None = None, x0: dict[str, torch.Tensor] | None = None
+                   draw_inner: Callable[[], Any], reduce: Reduce | None = None, x0: dict[str, torch.Tensor] | None = None,
+                   should_stop: ShouldStop | None = None
                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], SolveInfo]:
     """Solve the adjoint system ``A v = rhs`` with ``method``; return ``(v, correction, info)``, dF/dλ = ∂_λF − correction.
 
@@ -133,12 +150,15 @@ def implicit_solve(method: m.ImplicitMethod, inner_loss: Loss | Condition, param
     The operator is the one decision made here: the Hessian (+ the method's damping) of an inner loss,
     with correction (∂²_{λw} f)ᵀ v, or a root or fixed-point condition's transposed Jacobian
     (:func:`~hypergrad.conditions.condition_system`). With ``reduce`` (data-parallel; ``rhs`` already
-    reduced), every product and the correction are averaged over processes as they are computed.
+    reduced), every product and the correction are averaged over processes as they are computed. With
+    ``should_stop``, each product first asks it and a true answer raises :class:`Interrupted`.
     """
     if isinstance(inner_loss, Condition):
         operator, correction, record = condition_system(method, inner_loss, params, hparams, draw_inner, reduce)
     else:
         operator, correction, record = _hessian_system(method, inner_loss, params, hparams, draw_inner, reduce)
+    if should_stop is not None:
+        operator = operator.checked(stop_check(should_stop, type(method).__name__))
     v, info = method.solve(operator, rhs, x0)
     (mixed,) = reduce_parts(reduce, "the mixed product", correction(v))
     return v, mixed, record(info)
@@ -149,7 +169,7 @@ def implicit(method: m.ImplicitMethod, p: Problem) -> Estimate:
     rhs, direct, outer = reduce_parts(p.reduce, "∂_wF, ∂_λF and F", rhs, direct, {"F": value})
     value = outer["F"]
     v, mixed, info = implicit_solve(method, p.inner_loss, p.params, p.hparams, rhs, p.draw_inner, p.reduce,
-                                    p.warm_start)
+                                    p.warm_start, p.should_stop)
     grads = tree.sub(direct, mixed)
     info = info.replace(gradients=info.gradients + 1)
     checks = [("outer value", torch.isfinite(value)), ("∂_wF", tree.all_finite(rhs)), ("∂_λF", tree.all_finite(direct)),
@@ -161,8 +181,10 @@ def unrolled(method: m.Unrolled, p: Problem) -> Estimate:
     lam = tree.detach(p.hparams, True)
     w = tree.detach(p.params, True)
     velocity = tree.zeros_like(w)
+    before_step = stop_check(p.should_stop, "Unrolled")
     with torch.enable_grad():
         for t in range(method.steps):
+            before_step()
             step = f"unrolled inner step {t + 1} of {method.steps}"
             loss = as_scalar_loss(call_loss(p.inner_loss, "inner_loss", step, w, lam, p.draw_inner()), "inner_loss")
             g = autograd_grads(loss, w, create_graph=True)
@@ -181,6 +203,7 @@ def unrolled(method: m.Unrolled, p: Problem) -> Estimate:
 def estimate(method: m.Method, p: Problem) -> Estimate:
     if isinstance(p.inner_loss, Condition):
         check_condition_method(method)
+    stop_check(p.should_stop, type(method).__name__)()  # an estimate asked for past the deadline does not start
     if isinstance(method, m.FirstOrder):
         return first_order(method, p)
     if isinstance(method, m.OneStep):

@@ -38,6 +38,7 @@ class _Spec:
     draw: Callable[[], Any]
     on_solve: Callable[[SolveInfo], None] | None = None
     reduce: Reduce | None = None
+    should_stop: Callable[[], bool] | None = None
     infos: list[SolveInfo] = field(default_factory=list)
 
 
@@ -71,7 +72,8 @@ class _ImplicitSolution(torch.autograd.Function):
             method = dataclasses.replace(method, hvp="forward")
         # Set here, not in implicit(): autograd may run this backward in another thread.
         with estimator_context(f"the backward pass of implicit(method={type(method).__name__})"):
-            v, mixed, info = implicit_solve(method, spec.inner_loss, w, lam, rhs, spec.draw, spec.reduce)
+            v, mixed, info = implicit_solve(method, spec.inner_loss, w, lam, rhs, spec.draw, spec.reduce,
+                                            should_stop=spec.should_stop)
         if not transformed:
             for name, d in (("linear-system solution v", v), ("mixed product", mixed)):
                 if not bool(tree.all_finite(d)):
@@ -84,8 +86,8 @@ class _ImplicitSolution(torch.autograd.Function):
 
 def implicit(inner_loss: Loss | Condition, params: Mapping[str, torch.Tensor], hparams: Mapping[str, torch.Tensor],
              inner_batch: Any = None, method: m.ImplicitMethod | None = None,
-             on_solve: Callable[[SolveInfo], None] | None = None, reduce: Reduce | None = None
-             ) -> dict[str, torch.Tensor]:
+             on_solve: Callable[[SolveInfo], None] | None = None, reduce: Reduce | None = None,
+             should_stop: Callable[[], bool] | None = None) -> dict[str, torch.Tensor]:
     """``params`` (an inner solution) attached to the autograd graph of ``hparams`` by the IFT.
 
     Any outer computation on the returned dict followed by ``.backward()`` (or ``torch.autograd.grad``,
@@ -105,6 +107,8 @@ def implicit(inner_loss: Loss | Condition, params: Mapping[str, torch.Tensor], h
             ∂_wF, every Hessian-vector product and the mixed product, so the implicit part of the
             gradient is that of the global batch. The direct part ∂_λF reaches ``hparams`` outside
             this node: average ``hparams``' ``.grad`` over processes as for any parameter.
+        should_stop: asked before every product of the backward solve; True raises
+            :class:`~hypergrad.Interrupted` out of ``.backward()`` (see :func:`~hypergrad.hypergradient`).
 
     Returns:
         A dict equal to ``params`` whose tensors back-propagate into ``hparams``.
@@ -114,10 +118,12 @@ def implicit(inner_loss: Loss | Condition, params: Mapping[str, torch.Tensor], h
         >>> val_loss(w, {"log_l2": log_l2}, (Xv, yv)).backward()   # log_l2.grad = dF/dλ
     """
     method = default_method(inner_loss) if method is None else method
-    validate({"inner_loss": inner_loss}, params, hparams, method, m.IMPLICIT_METHODS, caller="implicit")
+    validate({"inner_loss": inner_loss}, params, hparams, method, m.IMPLICIT_METHODS, caller="implicit",
+             should_stop=should_stop)
     if isinstance(inner_loss, Condition):
         check_condition_method(method, "implicit")
     check_reduce(reduce)
-    spec = _Spec(inner_loss, method, list(params), list(hparams), batch_sampler(inner_batch), on_solve, reduce)
+    spec = _Spec(inner_loss, method, list(params), list(hparams), batch_sampler(inner_batch), on_solve, reduce,
+                 should_stop)
     out = _ImplicitSolution.apply(spec, *params.values(), *hparams.values())
     return dict(zip(spec.w_keys, out))

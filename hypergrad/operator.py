@@ -8,6 +8,7 @@ class; a new kind of condition is one operator.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -50,3 +51,19 @@ class LinearOperator:
             raise HypergradInputError(f"{who}: this operator has no single linearisation point (its batches are drawn "
                                       "per product)")
         return self.point(fn, who)
+
+    def checked(self, before: Callable[[], None]) -> LinearOperator:
+        """The same operator with ``before()`` called ahead of every product (e.g. a deadline that raises)."""
+        def guard(product: MatVec | None) -> MatVec | None:
+            if product is None:
+                return None
+
+            def guarded(v: tree.Tree) -> tree.Tree:
+                before()
+                return product(v)
+            return guarded
+
+        matvec = guard(self.matvec)
+        rmatvec = matvec if self.rmatvec is self.matvec else guard(self.rmatvec)
+        assert matvec is not None and rmatvec is not None
+        return dataclasses.replace(self, matvec=matvec, rmatvec=rmatvec, sample=guard(self.sample))

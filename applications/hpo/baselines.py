@@ -37,7 +37,8 @@ class Proposer(Protocol):
 def trial_search(
     task: Task, proposer: Proposer, budget: Budget, trace: Trace, patience: int | None = None
 ) -> None:
-    """Run trials from ``proposer`` until the budget is spent (checked before each trial).
+    """Run trials from ``proposer`` until the budget is spent (checked before each trial and inside its
+    training, which a spent budget ends: that trial is not recorded).
 
     Args:
         task: The problem; each trial is :meth:`~.task.Task.train_trial`.
@@ -50,7 +51,10 @@ def trial_search(
     trial = 0
     while not budget.exhausted(trial):
         hparams, description = proposer.ask()
-        params, inner = task.train_trial(hparams)
+        params, inner = task.train_trial(hparams, should_stop=budget.time_up)
+        if inner.stopped:  # a half-trained trial is not a sample of the objective: not recorded
+            trace.event(trial, f"budget spent during trial {trial} ({inner.iterations} inner iterations); not recorded")
+            break
         record = trace.record(trial, params, hparams, inner_iterations=inner.iterations, **description)
         proposer.tell(record.val_loss)
         if trace.stop_if_stalled(trial, patience):

@@ -17,7 +17,8 @@ class Budget:
     """A stopwatch with a limit in seconds and an optional cap on the number of steps.
 
     Args:
-        seconds: Wall-clock allowance; a method stops starting new steps once it is spent.
+        seconds: Wall-clock allowance; a method stops starting new steps once it is spent, and a step
+            under way stops inside its inner solve or hypergradient (:meth:`time_up`).
         max_steps: Optional cap on steps (outer steps or trials), e.g. for quick tests.
 
     Example:
@@ -42,6 +43,11 @@ class Budget:
         """Whether no further step may start after ``steps_done`` steps."""
         if self.max_steps is not None and steps_done >= self.max_steps:
             return True
+        return self.time_up()
+
+    def time_up(self) -> bool:
+        """Whether the seconds are spent: what inner solves and hypergradients ask between their iterations
+        (their ``should_stop``), so that one long step cannot carry a run far past its budget."""
         return self.elapsed() >= self.seconds
 
     @contextmanager

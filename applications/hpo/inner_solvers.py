@@ -1,7 +1,10 @@
 """Inner-problem solvers: they fit the model weights for fixed hyperparameters.
 
 Both take the objective as ``objective(params, batch) -> scalar`` and continue from the ``params``
-they are given, which is how the outer loop warm-starts each solve from the previous outer step.
+they are given, which is how the outer loop warm-starts each solve from the previous outer step. Both
+ask ``should_stop()`` (the run's budget) before every evaluation of the objective, so that a solve that
+runs long (L-BFGS line searches on a diverged objective) ends when the budget does; the returned
+:class:`InnerInfo` then says ``stopped``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from torch import Tensor
 
 Params = dict[str, Tensor]
 Objective = Callable[[Mapping[str, Tensor], Any], Tensor]
+ShouldStop = Callable[[], bool]
+
+
+class _Stopped(Exception):
+    """Raised inside L-BFGS's closure to leave ``optimizer.step`` when ``should_stop()`` says so."""
 
 
 @dataclass(frozen=True)
@@ -27,11 +35,13 @@ class InnerInfo:
         grad_norm: Euclidean norm of the objective's gradient at the returned weights (on the last
             batch for stochastic solvers).
         loss: Objective value at the returned weights (last batch for stochastic solvers).
+        stopped: ``should_stop()`` ended the solve early (the weights are where it stopped).
     """
 
     iterations: int
     grad_norm: float
     loss: float
+    stopped: bool = False
 
 
 def _leaves(params: Mapping[str, Tensor]) -> Params:
@@ -61,9 +71,16 @@ class LBFGSSolver:
     history_size: int = 100
 
     def __call__(
-        self, objective: Objective, params: Mapping[str, Tensor], batches: Callable[[], Any]
+        self, objective: Objective, params: Mapping[str, Tensor], batches: Callable[[], Any],
+        should_stop: ShouldStop | None = None,
     ) -> tuple[Params, InnerInfo]:
         """Minimise ``objective(·, batches())`` starting from ``params``.
+
+        Args:
+            objective: ``objective(params, batch) -> scalar``.
+            params: Where to start.
+            batches: Returns the (full) batch.
+            should_stop: Asked before every evaluation of the objective; True ends the solve there.
 
         Returns:
             The minimiser (detached tensors) and an :class:`InnerInfo`.
@@ -82,16 +99,25 @@ class LBFGSSolver:
             line_search_fn="strong_wolfe",
         )
 
-        def closure() -> Tensor:
+        def evaluate() -> Tensor:
             optimizer.zero_grad()
             loss = objective(leaves, batch)
             loss.backward()
             return loss
 
-        optimizer.step(closure)
-        loss = closure()
+        def closure() -> Tensor:
+            if should_stop is not None and should_stop():
+                raise _Stopped
+            return evaluate()
+
+        stopped = False
+        try:
+            optimizer.step(closure)
+        except _Stopped:
+            stopped = True
+        loss = evaluate()
         state = optimizer.state[next(iter(leaves.values()))]
-        info = InnerInfo(int(state.get("n_iter", 0)), _grad_norm(leaves), float(loss.detach()))
+        info = InnerInfo(int(state.get("n_iter", 0)), _grad_norm(leaves), float(loss.detach()), stopped)
         return {k: v.detach() for k, v in leaves.items()}, info
 
 
@@ -113,9 +139,16 @@ class SGDSolver:
     momentum: float = 0.9
 
     def __call__(
-        self, objective: Objective, params: Mapping[str, Tensor], batches: Callable[[], Any]
+        self, objective: Objective, params: Mapping[str, Tensor], batches: Callable[[], Any],
+        should_stop: ShouldStop | None = None,
     ) -> tuple[Params, InnerInfo]:
         """Run :attr:`steps` SGD steps on fresh batches starting from ``params``.
+
+        Args:
+            objective: ``objective(params, batch) -> scalar``.
+            params: Where to start.
+            batches: Returns a fresh mini-batch at each call.
+            should_stop: Asked before every step; True ends the solve there.
 
         Returns:
             The trained weights (detached tensors) and an :class:`InnerInfo` of the last step.
@@ -123,11 +156,15 @@ class SGDSolver:
         leaves = _leaves(params)
         optimizer = torch.optim.SGD(list(leaves.values()), lr=self.lr, momentum=self.momentum)
         loss = torch.zeros(())
+        done = 0
         for _ in range(self.steps):
+            if should_stop is not None and should_stop():
+                break
             optimizer.zero_grad()
             loss = objective(leaves, batches())
             loss.backward()
             optimizer.step()
+            done += 1
         return {k: v.detach() for k, v in leaves.items()}, InnerInfo(
-            self.steps, _grad_norm(leaves), float(loss.detach())
+            done, _grad_norm(leaves), float(loss.detach()), done < self.steps
         )

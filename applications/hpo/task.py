@@ -170,19 +170,24 @@ class Task(ABC):
         solver: LBFGSSolver | SGDSolver,
         params: Mapping[str, Tensor],
         hparams: Mapping[str, Tensor],
+        should_stop: Callable[[], bool] | None,
     ) -> tuple[Params, InnerInfo]:
         fixed = {k: v.detach() for k, v in hparams.items()}
-        return solver(lambda p, b: self.inner_loss(p, fixed, b), params, self.train_batches())
+        return solver(lambda p, b: self.inner_loss(p, fixed, b), params, self.train_batches(), should_stop)
 
     def solve_inner(
-        self, params: Mapping[str, Tensor], hparams: Mapping[str, Tensor]
+        self, params: Mapping[str, Tensor], hparams: Mapping[str, Tensor],
+        should_stop: Callable[[], bool] | None = None,
     ) -> tuple[Params, InnerInfo]:
-        """One stretch of inner training between outer steps, warm-started from ``params``."""
-        return self._solve(self.inner_solver, params, hparams)
+        """One stretch of inner training between outer steps, warm-started from ``params``; it ends early
+        (``InnerInfo.stopped``) once ``should_stop()`` returns True."""
+        return self._solve(self.inner_solver, params, hparams, should_stop)
 
-    def train_trial(self, hparams: Mapping[str, Tensor]) -> tuple[Params, InnerInfo]:
-        """Train from the initial weights for one black-box trial."""
-        return self._solve(self.trial_solver, self.init_params(), hparams)
+    def train_trial(
+        self, hparams: Mapping[str, Tensor], should_stop: Callable[[], bool] | None = None
+    ) -> tuple[Params, InnerInfo]:
+        """Train from the initial weights for one black-box trial (ended early as :meth:`solve_inner`)."""
+        return self._solve(self.trial_solver, self.init_params(), hparams, should_stop)
 
     # --- hyperparameters ---------------------------------------------------------------------
     @abstractmethod
