@@ -119,10 +119,12 @@ def write_result(out: Path, result: dict[str, Any], best_hparams: dict[str, torc
         # From here until the last rename, out holds no result.json: no old result beside a new best_hparams.pt.
         (out / RESULT_FILE).unlink(missing_ok=True)
         if best_hparams is not None:
-            os.replace(pending.pop(0), out / HPARAMS_FILE)
+            os.replace(pending[0], out / HPARAMS_FILE)
+            pending.pop(0)
         else:
             (out / HPARAMS_FILE).unlink(missing_ok=True)  # an older run's hyperparameters are not this run's
-        os.replace(pending.pop(0), out / RESULT_FILE)
+        os.replace(pending[0], out / RESULT_FILE)
+        pending.pop(0)
     finally:
         for tmp in pending:
             tmp.unlink(missing_ok=True)
