@@ -59,6 +59,8 @@ def check_run(run: object, file: Path) -> Run:
         value = run[key]
         if not isinstance(value, kind) or isinstance(value, bool):
             raise RunFileError(f"{file}: {key!r} is {value!r:.40}; {expected}")
+        if key == "budget_seconds" and not 0 < value < math.inf:
+            raise RunFileError(f"{file}: 'budget_seconds' is {value!r}; {expected} (a finite number > 0)")
     for i, record in enumerate(run["history"]):
         bad = [k for k in RECORD_FIELDS if not _is_number(record.get(k))] if isinstance(record, dict) else ["a record"]
         select = record.get("select_loss") if isinstance(record, dict) else None

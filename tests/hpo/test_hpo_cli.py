@@ -123,7 +123,7 @@ def test_run_refuses_a_corrupt_mnist5k_file_with_one_line(tmp_path, capsys, monk
     path = tmp_path / "mnist_5k.csv.gz"
     if content is not None:
         path.write_bytes(content)
-    monkeypatch.setattr(data, "_mnist5k_path", lambda: path)
+    monkeypatch.setattr(data, "mnist5k_path", lambda: path)
     with pytest.raises(SystemExit) as exit_info:
         run.main(["--task", "weight-decay", "--method", "random", "--out", str(tmp_path / "out"), "--no-progress"])
     assert exit_info.value.code == 2

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from applications.nas.common.data import BatchStream, DataError, ImageSet, _mnist5k_file, load_dataset, split_train_val
+from applications.mnist5k import mnist5k_path
+from applications.nas.common.data import BatchStream, DataError, ImageSet, load_dataset, split_train_val
 
 # The NAS application runs in float32; the suite-wide default is float64 for solver tests.
 pytestmark = pytest.mark.float32
@@ -45,7 +46,7 @@ def test_mnist5k_holds_5000_real_digits_with_balanced_labels() -> None:
     assert data.train.images.shape == (5000, 1, 28, 28) and data.train.images.dtype == torch.uint8
     counts = torch.bincount(data.train.labels, minlength=10)
     assert counts.min() >= 400 and counts.sum() == 5000
-    with gzip.open(_mnist5k_file(), "rt") as handle:
+    with gzip.open(mnist5k_path(), "rt") as handle:
         first_row = [float(v) for v in handle.readline().split(",")]
     assert data.train.images[0].flatten().tolist() == first_row[:784]
     assert int(data.train.labels[0]) == int(first_row[784])
@@ -94,7 +95,7 @@ def test_cifar_readers_decode_the_official_pickle_layout(tmp_path: Path, name: s
         (lambda root: (root / "cifar-10-batches-py").mkdir(), "data_batch_1"),
         (lambda root: ((root / "cifar-10-batches-py").mkdir(),
                        (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"not a pickle")),
-         "is not an official cifar10 python-version batch"),
+         "expected an official cifar10 python-version batch"),
         (lambda root: ((root / "cifar-10-batches-py").mkdir(),
                        (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(
                            pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}))),

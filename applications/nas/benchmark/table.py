@@ -82,31 +82,37 @@ class BenchmarkTable:
         source = Path(path) if isinstance(path, str) else path
         expected = f"a CSV with columns index, arch, {', '.join(ACCURACY_COLUMNS)}, plain or gzipped"
         if not source.is_file():
-            raise TableError(f"benchmark table {source} not found (expected {expected})")
+            found = "is not a file" if isinstance(source, Path) and source.exists() else "not found"
+            raise TableError(f"benchmark table {source} {found} (expected {expected})")
         try:
             data = source.read_bytes()
             if data[:2] == _GZIP_MAGIC:
                 data = gzip.decompress(data)
             text = data.decode("utf-8")
         except (gzip.BadGzipFile, EOFError, zlib.error):
-            raise TableError(f"benchmark table {source} is a truncated or corrupt gzip file") from None
+            raise TableError(f"benchmark table {source} is a truncated or corrupt gzip file (expected {expected})") from None
         except OSError as err:
-            raise TableError(f"benchmark table {source} cannot be read ({type(err).__name__}: {err})") from None
+            raise TableError(f"benchmark table {source} cannot be read ({type(err).__name__}: {err}; expected {expected})"
+                             ) from None
         except UnicodeDecodeError:
             raise TableError(f"benchmark table {source} is not UTF-8 text (expected {expected})") from None
         entries = []
         reader = csv.DictReader(io.StringIO(text, newline=""))
         missing = {"index", "arch", *ACCURACY_COLUMNS} - set(reader.fieldnames or ())
         if missing:
-            raise TableError(f"benchmark table {source} lacks column(s) {', '.join(sorted(missing))}")
+            raise TableError(f"benchmark table {source} lacks column(s) {', '.join(sorted(missing))} (expected {expected})")
         for line, row in enumerate(reader, start=2):
             try:
                 arch = str(Cell.parse(row["arch"]))
-                entries.append(BenchmarkEntry(int(row["index"]), arch, *(float(row[c]) for c in ACCURACY_COLUMNS)))
+                accuracies = [float(row[c]) for c in ACCURACY_COLUMNS]
+                if not all(0.0 <= a <= 100.0 for a in accuracies):  # also refuses nan and inf
+                    raise ValueError(f"accuracies {accuracies} are not all in 0..100 (%)")
+                entries.append(BenchmarkEntry(int(row["index"]), arch, *accuracies))
             except (ValueError, TypeError, ArchStringError) as err:
-                raise TableError(f"benchmark table {source}, line {line}: {err}") from None
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise TableError(f"benchmark table {source}, line {line}: {first} (expected {expected})") from None
         if not entries:
-            raise TableError(f"benchmark table {source} has no rows")
+            raise TableError(f"benchmark table {source} has no rows (expected {expected})")
         return cls(entries, str(source))
 
     def __len__(self) -> int:

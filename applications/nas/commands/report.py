@@ -22,6 +22,7 @@ from typing import Any
 
 from applications.nas.benchmark.table import TEST_COLUMNS, BenchmarkTable, TableError, expected_best_of, shipped_table
 from applications.nas.commands.arguments import ArgumentParser, existing_file, existing_path, output_file, run_cli
+from applications.nas.commands.result_file import read_search_result
 from applications.nas.spaces.nb201.genotype import OPERATIONS
 
 _SHORT = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "c1", "nor_conv_3x3": "c3", "avg_pool_3x3": "pool"}
@@ -173,12 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[tuple[Path, dict[str, Any]]] = []
     for path in args.results:
         file = path / "result.json" if path.is_dir() else path
-        if not file.is_file():
-            raise FileNotFoundError(f"{file} not found (expected a search's result.json)")
-        try:
-            results.append((file, json.loads(file.read_text())))
-        except json.JSONDecodeError:
-            raise ValueError(f"{file} is not JSON") from None
+        results.append((file, read_search_result(file)))
     for file, r in results:
         missing = [name for name in args.group_by if name not in (r.get("config") or {})]
         if missing:

@@ -58,6 +58,7 @@ from applications.nas.commands.arguments import (
     run_cli,
     torch_device,
 )
+from applications.nas.commands.result_file import parse_cell, read_search_result
 from applications.nas.common.backend import configure as configure_backend
 from applications.nas.common.backend import settings as backend_settings
 from applications.nas.common.data import DATASETS, BatchStream, DataError, load_dataset, split_train_val
@@ -98,20 +99,8 @@ def genotype_string(text: str) -> str:
     return text
 
 
-def parse_cell(text: str) -> Cell | Genotype:
-    """A NAS-Bench-201 cell string or a DARTS genotype string, whichever ``text`` is."""
-    return Genotype.parse(text) if text.lstrip().startswith("Genotype(") else Cell.parse(text)
-
-
 def _arch_from_result(result: Path) -> str:
-    try:
-        arch = json.loads(result.read_text())["arch"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise ValueError(f"--result {result} is not a search result.json with an 'arch' entry") from None
-    if not isinstance(arch, str):
-        raise ValueError(f"--result {result}: 'arch' is not a cell string or a DARTS genotype")
-    parse_cell(arch)
-    return arch
+    return str(read_search_result(result, {"arch": str})["arch"])
 
 
 #: The settings a training checkpoint must hold, with their types (the others are checked where they are used).

