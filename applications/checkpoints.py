@@ -109,8 +109,8 @@ def read(path: Path, expected: str) -> dict[str, Any]:
     except Exception as err:  # a damaged archive raises several unrelated types
         raise CheckpointError(f"{path} cannot be read ({_first_line(err)}); expected {expected}") from None
     if unsafe and set(unsafe) <= _OLD_VERSION_GLOBALS:
-        raise CheckpointError(f"{path} was written by an older version of hypergrad; its pickled numpy objects are "
-                              f"not loaded (unpickling them could run code): start the run again ({expected})")
+        raise CheckpointError(f"{path} was written by an older version of hypergrad; it is not loaded, because it "
+                              "holds pickled numpy objects and unpickling them could run code: start that run again")
     if unsafe:
         raise CheckpointError(f"{path} is not {expected}: it refers to {', '.join(sorted(unsafe)[:3])}, which is "
                               "never loaded (unpickling it could run code)")

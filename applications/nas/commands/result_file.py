@@ -47,9 +47,11 @@ def read_search_result(path: Path, fields: Mapping[str, type | tuple[type, ...]]
     if not isinstance(result, dict):
         raise ResultFileError(f"{path} holds a JSON {type(result).__name__}; {EXPECTED} (a JSON object)")
     for name, kind in fields.items():
-        value = result.get(name)
+        if name not in result:
+            raise ResultFileError(f"{path} has no {name!r}; {EXPECTED}")
+        value = result[name]
         numeric = kind in (int, (int, float))
-        if name not in result or not isinstance(value, kind) or (numeric and isinstance(value, bool)):
+        if not isinstance(value, kind) or (numeric and isinstance(value, bool)):
             raise ResultFileError(f"{path}: {name!r} is {value!r:.40}; {EXPECTED} (with {name} a "
                                   f"{'number' if numeric else kind.__name__ if isinstance(kind, type) else kind})")
         if isinstance(value, float) and not math.isfinite(value):
