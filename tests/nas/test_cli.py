@@ -113,7 +113,7 @@ def test_train_rejects_a_file_that_is_not_a_search_result(tmp_path: Path,
     bad = tmp_path / "result.json"
     bad.write_text("[1, 2]")
     assert train_cli(["--result", str(bad)]) == 2
-    assert "is not a search result.json" in capsys.readouterr().err
+    assert "expected the result.json a search wrote" in capsys.readouterr().err
 
 
 def test_the_module_entry_point_exits_2_without_a_traceback() -> None:
