@@ -117,7 +117,7 @@ def test_missing_or_malformed_tables_are_rejected(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00index")
     with pytest.raises(TableError, match="not UTF-8"):
         BenchmarkTable.from_csv(binary)
-    with pytest.raises(TableError, match="not found"):
+    with pytest.raises(TableError, match="is not a file"):
         BenchmarkTable.from_csv(tmp_path)  # a folder is not a table
 
 
