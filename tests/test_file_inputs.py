@@ -27,6 +27,7 @@ from applications.checkpoints import CheckpointError
 from applications.hpo import compare as hpo_compare
 from applications.hpo import data as hpo_data
 from applications.hpo import run as hpo_run
+from applications.hpo.ijcnn1 import problem as ijcnn1_problem
 from applications.hpo.results import load_best_hparams
 from applications.nas.benchmark import table as nb201_table
 from applications.nas.commands import lookup, report, search, train
@@ -103,6 +104,7 @@ def _mnist(text: str) -> bytes:
 
 
 _PIXELS = ",".join(["0"] * 784)
+_LIBSVM = b"1 1:0.5 2:0.25\n-1 1:0.125 2:0.75\n"  # its first half ends in a bare "-": a truncated file fails to parse
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,12 @@ READERS = [
         "not gzip": lambda: f"{_PIXELS},3\n".encode(),
     }, search, lambda d: ["--dataset", "mnist5k", "--out", str(d / "out"), "--no-progress", "--no-table"],
         setup=lambda d, m: m.setattr(nas_data, "mnist5k_path", lambda: d / "mnist_5k.csv.gz")),
+    Reader("LIBSVM ijcnn1 (HPO ijcnn1)", "ijcnn1/ijcnn1.trn", lambda: _LIBSVM, {
+        "wrong types": lambda: b"1 1:abc 2:0.25\n",
+        "non-finite": lambda: b"1 1:nan 2:0.25\n-1 1:0.125 2:0.75\n",
+        "labels": lambda: b"3 1:0.5 2:0.25\n-1 1:0.125 2:0.75\n",
+    }, read=lambda path: ijcnn1_problem.load(path.parent), error=ijcnn1_problem.DataError,
+        setup=lambda d, m: (d / "ijcnn1" / "ijcnn1.tst").write_bytes(_LIBSVM)),
     Reader("MNIST-5k (HPO run)", "mnist_5k.csv.gz", lambda: _mnist(f"{_PIXELS},3\n{_PIXELS},4\n"), {
         "wrong types": lambda: _mnist(f"{_PIXELS[:-1]}x,3\n"),
         "non-finite": lambda: _mnist(f"{_PIXELS[:-1]}inf,3\n"),
@@ -283,3 +291,8 @@ def test_the_valid_files_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     (folder / "data_batch_1").write_bytes(_cifar())
     _cifar_setup(tmp_path, monkeypatch)
     assert len(nas_data.load_dataset("cifar10", tmp_path / "data").train) == 10
+    (tmp_path / "ijcnn1").mkdir()
+    for name in ("ijcnn1.trn", "ijcnn1.tst"):
+        (tmp_path / "ijcnn1" / name).write_bytes(_LIBSVM)
+    problem = ijcnn1_problem.load(tmp_path / "ijcnn1")
+    assert problem.train.tolist() == [[0.5, 0.25], [-0.125, -0.75]]  # rows y_i a_i

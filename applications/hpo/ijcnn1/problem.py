@@ -43,12 +43,19 @@ class Problem:
 def _read(folder: Path, name: str, n_features: int | None) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_svmlight_file  # only this loader needs scikit-learn
 
+    expected = "expected a LIBSVM file: one sample per line, 'label index:value ...'"
     for candidate in (folder / name, folder / f"{name}.bz2"):
+        if candidate.exists() and not candidate.is_file():
+            raise DataError(f"{candidate} is not a file ({expected})")
         if candidate.is_file():
             try:
                 X, y = load_svmlight_file(str(candidate), n_features=n_features)
             except (ValueError, OSError, EOFError) as err:
-                raise DataError(f"{candidate}: not a LIBSVM file ({err})") from None
+                raise DataError(f"{candidate}: not a LIBSVM file ({str(err).splitlines()[0]}); {expected}") from None
+            if X.shape[0] == 0:
+                raise DataError(f"{candidate}: no samples; {expected}")
+            if not (np.isfinite(X.data).all() and np.isfinite(y).all()):
+                raise DataError(f"{candidate}: non-finite values; {expected} with finite numbers")
             return X.toarray(), y
     raise DataError(f"{folder}: neither {name} nor {name}.bz2 is there (LIBSVM ijcnn1; see docs/hpo.md)")
 
