@@ -249,3 +249,86 @@ def test_fixed_alpha_trains_the_weights_only_and_chooses_by_perturbation(tmp_pat
     start = _search(config).alpha.detach()
     assert torch.equal(torch.tensor(result["alpha"]), start)  # α never moved
     assert result["arch"] == result["arch_pt"]
+
+
+def test_perturbation_cap_turns_the_edges_after_the_cap_to_their_best_capped_out_alternative() -> None:
+    weights, accuracy, planted, _ = _planted_problem()  # planted columns 3, 1, 4 on edges 0, 1, 2
+    capped = (0, 1, 4)  # none, skip_connect, avg_pool_3x3 in the order of OPERATIONS
+    free, _ = perturbation_select(weights, accuracy, [1, 2, 0], inert_columns=(0,))
+    assert free.argmax(dim=1).tolist() == planted  # uncapped: edges 1 and 2 take a capped column
+    chosen, records = perturbation_select(weights, accuracy, [1, 2, 0], inert_columns=(0,), capped=capped, cap=1)
+    by_edge = {r["edge"]: r for r in records}
+    assert by_edge[1]["choice"] == 1 and not by_edge[1]["capped"]  # the first capped choice is allowed
+    # Edge 2's planted column (4) is capped out: it takes the best drop among the uncapped columns 2 and 3.
+    drops = by_edge[2]["drops"]
+    assert by_edge[2]["capped"] and by_edge[2]["choice"] == max((2, 3), key=lambda k: (drops[k], -k))
+    assert max(range(5), key=lambda k: drops[k]) == 4  # its measured drops still name the planted column
+    assert by_edge[0]["choice"] == 3 and not by_edge[0]["capped"]  # an uncapped choice is unaffected
+    assert sum(int(chosen[e].argmax()) in capped for e in range(3)) == 1
+    zero, _ = perturbation_select(weights, accuracy, [1, 2, 0], capped=capped, cap=0)
+    assert all(int(k) not in capped for k in zero.argmax(dim=1))
+    wide, _ = perturbation_select(weights, accuracy, [1, 2, 0], capped=capped, cap=3)
+    assert torch.equal(wide, free)  # a cap the cell never reaches changes nothing
+
+
+def test_perturbation_cap_refuses_a_cap_that_leaves_an_edge_no_choice() -> None:
+    weights, accuracy, _, _ = _planted_problem()
+    with pytest.raises(ValueError, match="fewer capped columns"):
+        perturbation_select(weights, accuracy, [0, 1, 2], capped=range(5), cap=1)
+    with pytest.raises(ValueError, match="cap -1"):
+        perturbation_select(weights, accuracy, [0, 1, 2], capped=(0,), cap=-1)
+    with pytest.raises(SearchConfigError, match="pt_max_param_free = 7"):
+        SearchConfig(selection="pt", pt_max_param_free=7)
+
+
+def test_reselect_repeats_the_selection_of_a_finished_search_and_applies_new_options(
+        tmp_path: Path, tiny_search: list[str]) -> None:
+    source = tmp_path / "search"
+    assert search_cli([*tiny_search, "--method", "darts-1st", "--selection", "pt", "--pt-tune-steps", "2",
+                       "--out", str(source)]) == 0
+    original = json.loads((source / "result.json").read_text())
+    checkpoint_bytes = (source / "checkpoint.pt").read_bytes()
+    again = tmp_path / "again"
+    assert search_cli(["--reselect", str(source), "--out", str(again), "--no-progress"]) == 0
+    repeated = json.loads((again / "result.json").read_text())
+    # The same settings on the same final checkpoint: the same cell, by the same measurements.
+    assert repeated["arch"] == original["arch"]
+    assert repeated["perturbation"]["edges"] == original["perturbation"]["edges"]
+    assert repeated["alpha"] == original["alpha"] and repeated["wall_time_s"] == original["wall_time_s"]
+    capped = tmp_path / "capped"
+    assert search_cli(["--reselect", str(source), "--out", str(capped), "--no-progress", "--pt-max-param-free", "0",
+                       "--pt-val-images", "all", "--pt-tune-steps", "1"]) == 0
+    result = json.loads((capped / "result.json").read_text())
+    assert result["config"]["pt_max_param_free"] == 0 and result["config"]["pt_val_images"] is None
+    assert result["perturbation"]["tune_steps"] == 1 and result["perturbation"]["max_param_free"] == 0
+    assert not {op for op in Cell.parse(result["arch"]).ops} & {"none", "skip_connect", "avg_pool_3x3"}
+    assert (source / "checkpoint.pt").read_bytes() == checkpoint_bytes  # the source is never changed
+
+
+def test_reselect_refuses_what_it_cannot_do(tmp_path: Path, tiny_search: list[str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "search"
+    assert search_cli([*tiny_search, "--method", "darts-1st", "--out", str(source)]) == 0
+    capsys.readouterr()
+    cases = [
+        (["--reselect", str(source)], "--out DIR is required"),
+        (["--reselect", str(source), "--out", str(source)], "is the --reselect folder"),
+        (["--reselect", str(source), "--out", str(tmp_path / "o"), "--epochs", "3"], "--epochs cannot change"),
+        (["--reselect", str(source), "--out", str(tmp_path / "o"), "--resume", str(source)], "exclude each other"),
+    ]
+    for argv, message in cases:
+        try:
+            status = search_cli(argv)
+        except SystemExit as stop:  # the parser's own errors
+            status = stop.code
+        assert status == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    log = (source / "log.jsonl").read_text().splitlines()
+    (source / "log.jsonl").write_text(log[0] + "\n")
+    import applications.nas.searching.loop as loop
+    checkpoint = loop.load_checkpoint(source)
+    checkpoint["epochs_done"] = 1
+    torch.save(checkpoint, source / "checkpoint.pt")
+    assert search_cli(["--reselect", str(source), "--out", str(tmp_path / "o")]) == 2
+    assert "stopped after epoch 1 of 2" in capsys.readouterr().err

@@ -13,6 +13,7 @@ Writes into ``--out``: ``result.json``, ``log.jsonl`` (one line per epoch), ``ch
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ import torch
 from applications.nas.benchmark.table import BenchmarkTable, TableError, describe_cell, shipped_table
 from applications.nas.commands.arguments import (
     ArgumentParser,
+    existing_dir,
     existing_dir_text,
     existing_file,
     existing_output_dir,
@@ -41,10 +43,11 @@ from applications.nas.common.backend import configure as configure_backend
 from applications.nas.common.backend import settings as backend_settings
 from applications.nas.common.data import BUNDLED_CIFAR10_SIZE, DATASETS, DataError
 from applications.nas.common.distributed import DataParallel
-from applications.nas.common.files import atomic_write_text
+from applications.nas.common.files import atomic_write_bytes, atomic_write_text
 from applications.nas.searching.config import ALPHA_LR_SCHEDULES, METHODS, SELECTIONS, SearchConfig, SearchConfigError
 from applications.nas.searching.loop import (
     CHECKPOINT,
+    LOG,
     SearchInterrupted,
     SearchState,
     load_checkpoint,
@@ -263,9 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
                            help="with --selection pt: weight steps of fine-tuning after each decided edge "
                                 f"[{defaults.pt_tune_steps}]")
 
-    stabilise.add_argument("--pt-val-images", type=positive_int,
+    stabilise.add_argument("--pt-val-images", type=_images_or_all,
                            help="with --selection pt: score each masked supernet on the first N validation images "
-                                "(the same N for every mask) [all]")
+                                "(the same N for every mask), or 'all' [all]")
+    stabilise.add_argument("--pt-max-param-free", type=nonnegative_int, metavar="K",
+                           help="with --selection pt: at most K edges of the cell take a parameter-free operation "
+                                "(none, skip_connect, avg_pool_3x3); once K decided edges hold one, later edges "
+                                "choose among the convolutions [no limit]")
+    stabilise.add_argument("--reselect", type=existing_dir, metavar="DIR",
+                           help="choose the cell again from the finished search in DIR (its final checkpoint), with "
+                                "the --selection and --pt-* options given here, into --out (DIR is not changed); the "
+                                "search's other settings are DIR's")
 
     result = parser.add_argument_group("derivation and benchmark")
     result.add_argument("--exclude-none", action="store_true",
@@ -281,10 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What --reselect may change of a finished search: how the cell is chosen from its supernet.
+_SELECTION_FIELDS = ("selection", "pt_tune_steps", "pt_val_images", "pt_max_param_free")
+
+
+def _images_or_all(text: str) -> int | str:
+    """argparse type of --pt-val-images: a positive integer, or ``all``."""
+    return "all" if text == "all" else positive_int(text)
+
+
 def config_from_args(args: argparse.Namespace) -> SearchConfig:
     """The search settings: the preset's values, overridden by every option given on the command line."""
     values = dict(PRESETS[args.preset])
     values.update({name: getattr(args, name) for name in _CONFIG_FIELDS if getattr(args, name) is not None})
+    if values.get("pt_val_images") == "all":
+        values["pt_val_images"] = None
     space = values.get("space", SearchConfig.space)
     # An option of the other space would be silently ignored; say so instead.
     for option, name, owner in (("--cells-per-stage", "cells_per_stage", "nb201"), ("--layers", "layers", "darts")):
@@ -450,13 +472,47 @@ def _report(result: dict[str, Any], config: SearchConfig, state: SearchState, ou
     return "\n".join(lines)
 
 
+def _prepare_reselection(args: argparse.Namespace) -> SearchConfig:
+    """``--reselect SOURCE --out OUT``: OUT gets SOURCE's final checkpoint and log with the selection options
+    given on the command line, so that resuming it runs no search step, only the selection."""
+    source, out = args.reselect, args.out
+    if out.resolve() == source.resolve():
+        raise ValueError(f"--out {out} is the --reselect folder; expected another folder (DIR is not changed)")
+    other = sorted(f"--{name.replace('_', '-')}" for name in _CONFIG_FIELDS
+                   if getattr(args, name) is not None and name not in (*_SELECTION_FIELDS, "device"))
+    if other:
+        raise ValueError(f"{', '.join(other)} cannot change a finished search; with --reselect, expected only "
+                         "--selection, --pt-tune-steps, --pt-val-images, --pt-max-param-free and --device")
+    checkpoint = load_checkpoint(source)
+    stored = checkpoint["config"]
+    if checkpoint["epochs_done"] != stored["epochs"]:
+        raise ValueError(f"{source / CHECKPOINT} holds a search stopped after epoch {checkpoint['epochs_done']} of "
+                         f"{stored['epochs']}; expected a finished search (continue it with --resume {source})")
+    changes = {name: getattr(args, name) for name in (*_SELECTION_FIELDS, "device") if getattr(args, name) is not None}
+    if changes.get("pt_val_images") == "all":
+        changes["pt_val_images"] = None
+    config = replace(SearchConfig.from_dict(stored), **changes)  # checked like any config
+    checkpoint["config"] = asdict(config)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / CHECKPOINT, functools.partial(torch.save, checkpoint))
+    atomic_write_text(out / LOG, (source / LOG).read_text())
+    return config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.resume is None and args.out is None:
         parser.error("--out DIR is required (or --resume DIR)")
+    if args.reselect is not None and args.resume is not None:
+        parser.error("--reselect and --resume exclude each other: --reselect DIR --out OUT chooses again from a "
+                     "finished search")
     resume = args.resume is not None
-    if resume:
+    if args.reselect is not None:
+        out = args.out
+        config = _prepare_reselection(args)
+        resume = True
+    elif resume:
         out = args.resume
         config = SearchConfig.from_dict(load_checkpoint(out)["config"])
         if args.device is not None:  # the given device overrides the checkpoint's

@@ -52,6 +52,8 @@ class SearchConfig:
             operation whose removal costs the supernet the most validation accuracy; both cells are reported).
         pt_tune_steps: ``pt``: weight steps of fine-tuning after each edge is decided.
         pt_val_images: ``pt``: score the masked supernets on the first this many validation images (all if None).
+        pt_max_param_free: ``pt``: at most this many edges of the cell take a parameter-free operation (none,
+            skip_connect, avg_pool_3x3); later edges choose among the others (None: no limit).
         track_bn_stats: BatchNorm keeps running statistics (else it always normalises by the batch).
         augment: random crop and flip on the batches of both halves (weights' and α's), as DARTS and
             NAS-Bench-201 augment their search data.
@@ -99,6 +101,7 @@ class SearchConfig:
     selection: str = "argmax"
     pt_tune_steps: int = 50
     pt_val_images: int | None = None
+    pt_max_param_free: int | None = None
     track_bn_stats: bool = False
     augment: bool = False
     device: str = "cpu"
@@ -150,6 +153,10 @@ class SearchConfig:
             raise SearchConfigError(f"pt_tune_steps = {self.pt_tune_steps!r}; expected an integer >= 0")
         if self.pt_val_images is not None and (not isinstance(self.pt_val_images, int) or self.pt_val_images < 1):
             raise SearchConfigError(f"pt_val_images = {self.pt_val_images!r}; expected an integer >= 1 (or None: all)")
+        if self.pt_max_param_free is not None and (not isinstance(self.pt_max_param_free, int)
+                                                   or not 0 <= self.pt_max_param_free <= 6):
+            raise SearchConfigError(f"pt_max_param_free = {self.pt_max_param_free!r}; expected an integer in 0..6 "
+                                    "(or None: no limit)")
         if self.image_size is not None and self.image_size < 4:
             raise SearchConfigError(f"image_size = {self.image_size}; expected at least 4 pixels")
 

@@ -78,7 +78,7 @@ from applications.nas.searching.stabilisers import (
     beta_decay_weight,
     dirichlet_kl_penalty,
 )
-from applications.nas.spaces.nb201.genotype import EDGES, OPERATIONS, Cell
+from applications.nas.spaces.nb201.genotype import EDGES, OPERATIONS, PARAMETER_FREE, Cell
 from applications.nas.spaces.registry import SearchSpace, alpha_probabilities, alpha_to_json, decisive_edges
 
 CHECKPOINT = "checkpoint.pt"
@@ -359,12 +359,18 @@ def select_by_perturbation(search: _Search, val: ImageSet, progress: bool = Fals
             bar.update(1)
 
         chosen, records = perturbation_select(start, accuracy, order, tune, inert_columns=(OPERATIONS.index("none"),),
-                                              on_edge=decided)
+                                              on_edge=decided, capped=[OPERATIONS.index(op) for op in PARAMETER_FREE],
+                                              cap=config.pt_max_param_free)
     cell = Cell(tuple(OPERATIONS[int(k)] for k in chosen.argmax(dim=1)))
     for record in records:
         record["operation"] = OPERATIONS[record["choice"]]
-    return {"arch": str(cell), "val_acc": accuracy(chosen), "argmax_val_acc": argmax_val_acc, "order": order,
-            "edges": records, "tune_steps": config.pt_tune_steps, "val_images": len(scored)}
+    val_images = len(scored)
+    val_acc = accuracy(chosen)
+    scored = val  # (accuracy reads it) the whole validation half too: the measure that compares PT settings
+    whole_val_acc = accuracy(chosen) if val_images < len(val) else val_acc
+    return {"arch": str(cell), "val_acc": val_acc, "val_acc_all_images": whole_val_acc, "argmax_val_acc": argmax_val_acc,
+            "order": order, "edges": records, "tune_steps": config.pt_tune_steps, "val_images": val_images,
+            "max_param_free": config.pt_max_param_free}
 
 
 def load_checkpoint(out_dir: Path) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 OPERATIONS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 """The five candidate operations, in the column order of α."""
+PARAMETER_FREE: tuple[str, ...] = ("none", "skip_connect", "avg_pool_3x3")
+"""The operations without weights; a cell made of them is the collapse of differentiable NAS."""
 
 NUM_NODES = 4
 EDGES: tuple[tuple[int, int], ...] = tuple((j, i) for j in range(1, NUM_NODES) for i in range(j))
