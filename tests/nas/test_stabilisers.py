@@ -282,7 +282,7 @@ def test_perturbation_cap_refuses_a_cap_that_leaves_an_edge_no_choice() -> None:
 
 
 def test_reselect_repeats_the_selection_of_a_finished_search_and_applies_new_options(
-        tmp_path: Path, tiny_search: list[str]) -> None:
+        tmp_path: Path, tiny_search: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     source = tmp_path / "search"
     assert search_cli([*tiny_search, "--method", "darts-1st", "--selection", "pt", "--pt-tune-steps", "2",
                        "--out", str(source)]) == 0
@@ -296,8 +296,10 @@ def test_reselect_repeats_the_selection_of_a_finished_search_and_applies_new_opt
     assert repeated["perturbation"]["edges"] == original["perturbation"]["edges"]
     assert repeated["alpha"] == original["alpha"] and repeated["wall_time_s"] == original["wall_time_s"]
     capped = tmp_path / "capped"
+    capsys.readouterr()
     assert search_cli(["--reselect", str(source), "--out", str(capped), "--no-progress", "--pt-max-param-free", "0",
                        "--pt-val-images", "all", "--pt-tune-steps", "1"]) == 0
+    assert "(at most 0 parameter-free edges: " in capsys.readouterr().out
     result = json.loads((capped / "result.json").read_text())
     assert result["config"]["pt_max_param_free"] == 0 and result["config"]["pt_val_images"] is None
     assert result["perturbation"]["tune_steps"] == 1 and result["perturbation"]["max_param_free"] == 0

@@ -55,7 +55,7 @@ from applications.nas.searching.loop import (
     stop_on_sigterm,
 )
 from applications.nas.spaces.nb201.derive import edge_probabilities
-from applications.nas.spaces.nb201.genotype import Cell
+from applications.nas.spaces.nb201.genotype import EDGES, Cell
 from applications.nas.spaces.nb201.network import ALPHA_NAME
 from applications.nas.spaces.registry import (
     NB201,
@@ -408,6 +408,11 @@ def _report(result: dict[str, Any], config: SearchConfig, state: SearchState, ou
         lines.append(f"argmax of alpha:        {result['arch_argmax']}")
         lines.append(f"  (perturbation: supernet validation accuracy {pt['val_acc']:.3f} with the chosen cell's operations; "
                      f"edges decided in the order {pt['order']}, {pt['tune_steps']} fine-tuning steps after each)")
+        if pt.get("max_param_free") is not None:
+            turned = ["{1}->{0}".format(*EDGES[r["edge"]]) for r in pt["edges"] if r.get("capped")]
+            lines.append(f"  (at most {pt['max_param_free']} parameter-free edges: "
+                         + (f"the cap turned edge{'s' if len(turned) > 1 else ''} {', '.join(turned)} to a convolution)"
+                            if turned else "the cap never bound)"))
     if result["arch_argmax_without_none"] != result["arch"]:
         lines.append(f"without none:           {result['arch_argmax_without_none']}")
     if state.selected is not None:
