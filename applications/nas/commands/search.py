@@ -69,8 +69,9 @@ from applications.nas.spaces.registry import (
 
 # The supernet, budget and alpha optimizer every CIFAR-10 preset shares (docs/nas.md, "Search on CIFAR-10").
 _CIFAR_SIZE: dict[str, Any] = {"channels": 8, "cells_per_stage": 1, "epochs": 10, "alpha_lr": 0.1, "alpha_weight_decay": 0.0}
-# The stabilisers the screening chose: beta-decay, and the cell chosen by perturbation on 1,000 validation images.
-_CIFAR_STABILISED: dict[str, Any] = {"method": "darts-1st", "beta_decay": 50.0, "selection": "pt", "pt_val_images": 1000}
+# The stabilisers the screening chose: beta-decay, and the cell chosen by perturbation on the whole alpha half
+# (docs/screening/rule.md, second round: 1,000 images scored lower by its rule).
+_CIFAR_STABILISED: dict[str, Any] = {"method": "darts-1st", "beta_decay": 50.0, "selection": "pt", "pt_val_images": None}
 _CIFAR_FOLDER: dict[str, Any] = {"dataset": "cifar10", "image_size": 16, "train_subset": 10000}
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -100,7 +101,7 @@ _CIFAR_CPU_DIFFERENCES = (
     "instead of iDARTS (2.7x cheaper per step here: the stabilisers were screened on it, docs/nas.md); "
     "beta-decay regularisation (beta-DARTS, lambda ramped 0 -> 50 over the search) "
     "in the outer loss; the cell chosen by perturbation (DARTS-PT: per edge, the operation whose removal costs "
-    "the supernet the most accuracy on 1,000 validation images, 50 fine-tuning steps between edges) instead of "
+    "the supernet the most accuracy on all 5,000 validation images, 50 fine-tuning steps between edges) instead of "
     "the argmax of alpha, which is reported too; supernet C=8, N=1; 10 epochs (780 architecture steps); alpha "
     "Adam lr 0.1 instead of 3e-4, so that alpha moves within 780 steps; no alpha weight decay instead of 1e-3. "
     "Everything else (SGD lr 0.025 cosine to 0.001, momentum 0.9, weight decay 5e-4, clip 5; Adam betas "
