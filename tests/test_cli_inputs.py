@@ -83,6 +83,7 @@ BAD_VALUES: dict[Callable[[str], object], list[tuple[str, Make]]] = {
     hpo_run._outer_optimizer: _texts("Nope"),
     hpo_ijcnn1._run_names: _texts("nope", ",", "ours,nope"),
     report._setting_names: _texts("alpha lr", "alpha_lr,"),
+    search._images_or_all: _texts("0", "-1", "x", "All"),
 }
 
 
