@@ -332,10 +332,10 @@ def select_by_perturbation(search: _Search, val: ImageSet, progress: bool = Fals
 
     scored = val if config.pt_val_images is None else val.subset(torch.arange(min(config.pt_val_images, len(val))))
 
-    def accuracy(weights: torch.Tensor) -> float:
+    def accuracy(weights: torch.Tensor, images: ImageSet = scored) -> float:
         search.net.mixing = lambda name, a: weights
         try:
-            return evaluate(search.net, scored, search.device)[1]
+            return evaluate(search.net, images, search.device)[1]
         finally:
             search.net.mixing = saved_mixing
 
@@ -364,12 +364,11 @@ def select_by_perturbation(search: _Search, val: ImageSet, progress: bool = Fals
     cell = Cell(tuple(OPERATIONS[int(k)] for k in chosen.argmax(dim=1)))
     for record in records:
         record["operation"] = OPERATIONS[record["choice"]]
-    val_images = len(scored)
     val_acc = accuracy(chosen)
-    scored = val  # (accuracy reads it) the whole validation half too: the measure that compares PT settings
-    whole_val_acc = accuracy(chosen) if val_images < len(val) else val_acc
+    # On the whole validation half too: the measure that compares PT settings scored on different subsets.
+    whole_val_acc = accuracy(chosen, val) if len(scored) < len(val) else val_acc
     return {"arch": str(cell), "val_acc": val_acc, "val_acc_all_images": whole_val_acc, "argmax_val_acc": argmax_val_acc,
-            "order": order, "edges": records, "tune_steps": config.pt_tune_steps, "val_images": val_images,
+            "order": order, "edges": records, "tune_steps": config.pt_tune_steps, "val_images": len(scored),
             "max_param_free": config.pt_max_param_free}
 
 
