@@ -18,7 +18,7 @@ from applications.nas.commands.search import cli as search_cli
 from applications.nas.common.data import load_dataset, split_train_val
 from applications.nas.searching.config import SearchConfig, SearchConfigError
 from applications.nas.searching.loop import SearchState, _Search, run_search
-from applications.nas.searching.selection import perturbation_select
+from applications.nas.searching.selection import clear_decisions, perturbation_select
 from applications.nas.searching.stabilisers import (
     DirichletMixing,
     beta_decay_penalty,
@@ -169,11 +169,11 @@ def _planted_problem() -> tuple[torch.Tensor, object, list[int], list[int]]:
         weights[e, distractor[e]] = 0.5
         weights[e, planted[e]] = 0.2
 
-    def accuracy(w: torch.Tensor) -> float:
+    def correct(w: torch.Tensor) -> torch.Tensor:
         logits = torch.einsum("nd,eodc,eo->nc", x, maps, w)
-        return float((logits.argmax(dim=1) == y).float().mean())
+        return logits.argmax(dim=1) == y
 
-    return weights, accuracy, planted, distractor
+    return weights, correct, planted, distractor
 
 
 def test_perturbation_picks_the_planted_operation_where_argmax_picks_the_distractor() -> None:
@@ -197,14 +197,59 @@ def test_perturbation_skips_measuring_inert_operations() -> None:
     weights, accuracy, planted, _ = _planted_problem()
     calls: list[torch.Tensor] = []
 
-    def counted(w: torch.Tensor) -> float:
+    def counted(w: torch.Tensor) -> torch.Tensor:
         calls.append(w)
-        return accuracy(w)  # type: ignore[operator]
+        return accuracy(w)
 
     chosen, records = perturbation_select(weights, counted, [0, 1, 2], inert_columns=(0,))
     assert chosen.argmax(dim=1).tolist() == planted
     assert len(calls) == 3 * (1 + 4)  # per edge: the unmasked supernet and the four operations that have an output
     assert all(r["drops"][0] == 0.0 for r in records)
+
+
+def test_perturbation_margins_are_the_paired_standard_error_of_the_two_best_drops() -> None:
+    weights, correct, planted, _ = _planted_problem()
+    chosen, records = perturbation_select(weights, correct, [0, 1, 2], inert_columns=(0,))
+    current = weights.clone()
+    for record in records:
+        edge, choice, runner = record["edge"], record["choice"], record["runner_up"]
+        assert runner == max((k for k in range(5) if k != choice), key=lambda k: (record["drops"][k], -k))
+        assert record["margin"] == pytest.approx(record["drops"][choice] - record["drops"][runner], abs=1e-12)
+        masked_choice, masked_runner = current.clone(), current.clone()
+        masked_choice[edge, choice] = 0
+        if runner != 0:  # masking `none` leaves the supernet as it is
+            masked_runner[edge, runner] = 0
+        a, b = correct(masked_choice), correct(masked_runner)
+        # McNemar's counts: images only the runner-up's masking keeps right, and only the choice's.
+        n, gained, lost = len(a), int((b & ~a).sum()), int((a & ~b).sum())
+        variance = ((gained + lost) / n - ((gained - lost) / n) ** 2) * n / (n - 1)
+        assert record["margin"] == pytest.approx((gained - lost) / n, abs=1e-12)
+        assert record["margin_se"] == pytest.approx((variance / n) ** 0.5, rel=1e-5)
+        current[edge] = 0
+        current[edge, choice] = 1
+    # The first two edges are decided by many standard errors. By the last edge the two planted operations
+    # already fixed carry most of the signal, so masking its own planted operation costs little (0.007 against
+    # the runner-up's 0.002): a margin within two standard errors, reported as a near tie.
+    assert [clear_decisions([r]) for r in records] == [1, 1, 0]
+    assert records[0]["margin"] > 10 * records[0]["margin_se"] and records[2]["margin"] < 2 * records[2]["margin_se"]
+
+
+def test_perturbation_calls_a_tie_between_identical_operations_unclear() -> None:
+    weights, correct, planted, _ = _planted_problem()
+
+    def twin(w: torch.Tensor) -> torch.Tensor:  # column 2 of edge 0 is a copy of its planted column 3
+        merged = w.clone()
+        merged[0, 3] = w[0, 2] + w[0, 3]
+        merged[0, 2] = 0
+        return correct(merged)
+
+    twinned = weights.clone()
+    twinned[0, 2] = twinned[0, 3] = 0.15
+    _, records = perturbation_select(twinned, twin, [0, 1, 2], inert_columns=(0,))
+    edge0 = next(r for r in records if r["edge"] == 0)
+    assert {edge0["choice"], edge0["runner_up"]} == {2, 3}
+    assert edge0["margin"] == 0 and edge0["margin_se"] == 0
+    assert clear_decisions([edge0]) == 0 and clear_decisions(records[1:2]) == 1  # the twins tie; edge 1 stays clear
 
 
 def test_perturbation_refuses_an_order_that_is_not_a_set_of_edges() -> None:
@@ -225,6 +270,9 @@ def test_a_search_with_perturbation_selection_reports_both_cells(tmp_path: Path,
     Cell.parse(result["arch_argmax"])
     assert sorted(result["perturbation"]["order"]) == list(range(6))
     assert [len(r["drops"]) for r in result["perturbation"]["edges"]] == [5] * 6
+    edges = result["perturbation"]["edges"]
+    assert all(r["margin_se"] >= 0 and r["margin"] >= 0 for r in edges)  # the chosen drop is the largest
+    assert result["perturbation"]["clear_edges"] == clear_decisions(edges)
     assert result["config"]["beta_decay"] == 50 and result["config"]["dirichlet"] is True
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["beta_weight"] for r in log] == [0.0, 25.0]

@@ -54,6 +54,7 @@ from applications.nas.searching.loop import (
     run_search,
     stop_on_sigterm,
 )
+from applications.nas.searching.selection import clear_decisions
 from applications.nas.spaces.nb201.derive import edge_probabilities
 from applications.nas.spaces.nb201.genotype import EDGES, Cell
 from applications.nas.spaces.nb201.network import ALPHA_NAME
@@ -409,6 +410,11 @@ def _report(result: dict[str, Any], config: SearchConfig, state: SearchState, ou
         lines.append(f"argmax of alpha:        {result['arch_argmax']}")
         lines.append(f"  (perturbation: supernet validation accuracy {pt['val_acc']:.3f} with the chosen cell's operations; "
                      f"edges decided in the order {pt['order']}, {pt['tune_steps']} fine-tuning steps after each)")
+        if "clear_edges" in pt:
+            ties = ["{1}->{0}".format(*EDGES[r["edge"]]) for r in pt["edges"] if not clear_decisions([r])]
+            lines.append(f"  ({pt['clear_edges']} of {len(pt['edges'])} edges decided by more than twice the standard error "
+                         "of their margin over the runner-up" + (f"; near ties on {', '.join(ties)}, which another seed "
+                                                                  "or edge order may decide otherwise)" if ties else ")"))
         if pt.get("max_param_free") is not None:
             turned = ["{1}->{0}".format(*EDGES[r["edge"]]) for r in pt["edges"] if r.get("capped")]
             lines.append(f"  (at most {pt['max_param_free']} parameter-free edges: "

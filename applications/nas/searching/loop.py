@@ -67,11 +67,11 @@ from applications import checkpoints
 from applications.nas.common.backend import configure as configure_backend
 from applications.nas.common.data import BatchStream, ImageSet, load_dataset, split_train_val
 from applications.nas.common.distributed import ONE_PROCESS, DataParallel, synchronise_batch_norm
-from applications.nas.common.evaluation import evaluate
+from applications.nas.common.evaluation import correct_per_image, evaluate
 from applications.nas.common.files import atomic_write_bytes, atomic_write_text
 from applications.nas.searching.config import GRADIENT_METHODS, SearchConfig, SearchConfigError
 from applications.nas.searching.estimators import estimator
-from applications.nas.searching.selection import perturbation_select
+from applications.nas.searching.selection import clear_decisions, perturbation_select
 from applications.nas.searching.stabilisers import (
     DirichletMixing,
     beta_decay_penalty,
@@ -332,12 +332,15 @@ def select_by_perturbation(search: _Search, val: ImageSet, progress: bool = Fals
 
     scored = val if config.pt_val_images is None else val.subset(torch.arange(min(config.pt_val_images, len(val))))
 
-    def accuracy(weights: torch.Tensor, images: ImageSet = scored) -> float:
+    def correct(weights: torch.Tensor, images: ImageSet = scored) -> torch.Tensor:
         search.net.mixing = lambda name, a: weights
         try:
-            return evaluate(search.net, images, search.device)[1]
+            return correct_per_image(search.net, images, search.device)
         finally:
             search.net.mixing = saved_mixing
+
+    def accuracy(weights: torch.Tensor, images: ImageSet = scored) -> float:
+        return int(correct(weights, images).sum()) / len(images)
 
     def tune(weights: torch.Tensor) -> None:
         search.net.mixing = lambda name, a: weights
@@ -358,7 +361,7 @@ def select_by_perturbation(search: _Search, val: ImageSet, progress: bool = Fals
             bar.set_postfix(edge="{1}->{0}".format(*EDGES[record["edge"]]), op=OPERATIONS[record["choice"]], refresh=False)
             bar.update(1)
 
-        chosen, records = perturbation_select(start, accuracy, order, tune, inert_columns=(OPERATIONS.index("none"),),
+        chosen, records = perturbation_select(start, correct, order, tune, inert_columns=(OPERATIONS.index("none"),),
                                               on_edge=decided, capped=[OPERATIONS.index(op) for op in PARAMETER_FREE],
                                               cap=config.pt_max_param_free)
     cell = Cell(tuple(OPERATIONS[int(k)] for k in chosen.argmax(dim=1)))
@@ -368,8 +371,8 @@ def select_by_perturbation(search: _Search, val: ImageSet, progress: bool = Fals
     # On the whole validation half too: the measure that compares PT settings scored on different subsets.
     whole_val_acc = accuracy(chosen, val) if len(scored) < len(val) else val_acc
     return {"arch": str(cell), "val_acc": val_acc, "val_acc_all_images": whole_val_acc, "argmax_val_acc": argmax_val_acc,
-            "order": order, "edges": records, "tune_steps": config.pt_tune_steps, "val_images": len(scored),
-            "max_param_free": config.pt_max_param_free}
+            "order": order, "edges": records, "clear_edges": clear_decisions(records), "tune_steps": config.pt_tune_steps,
+            "val_images": len(scored), "max_param_free": config.pt_max_param_free}
 
 
 def load_checkpoint(out_dir: Path) -> dict[str, Any]:

@@ -13,8 +13,14 @@ Optionally the cell holds at most ``cap`` operations of a ``capped`` group (the 
 ``cap`` decided edges hold one, later edges choose among the other operations (P-DARTS limits skip
 connections in the same way).
 
-This module holds the procedure on an abstract supernet (an accuracy and a fine-tuning callback), so
-that its logic is tested apart from any network; the search loop supplies both.
+Each decision also says how clear it was: its margin (the chosen operation's drop minus the next best
+allowed one) and the margin's standard error over the validation images. Both masked supernets are
+scored on the same images, so the error is that of a paired difference, far smaller than two
+independent accuracies': a margin within two standard errors is a near tie that another seed, edge
+order or rounding can turn.
+
+This module holds the procedure on an abstract supernet (a per-image correctness and a fine-tuning
+callback), so that its logic is tested apart from any network; the search loop supplies both.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import torch
 
 def perturbation_select(
     weights: torch.Tensor,
-    accuracy: Callable[[torch.Tensor], float],
+    correct: Callable[[torch.Tensor], torch.Tensor],
     order: Sequence[int],
     tune: Callable[[torch.Tensor], None] | None = None,
     inert_columns: Sequence[int] = (),
@@ -40,7 +46,9 @@ def perturbation_select(
     Args:
         weights: ``(edges, operations)`` mixing weights of the trained supernet (softmax(α) or the
             Dirichlet mean), the starting point; not modified.
-        accuracy: the supernet's validation accuracy with the given mixing weights.
+        correct: whether the supernet with the given mixing weights classifies each validation image right
+            (a vector of 0/1 or bools, the same images in the same order on every call); its mean is the
+            accuracy.
         order: the edges, in the order they are decided (DARTS-PT: a random order).
         tune: fine-tunes the supernet's weights with the given mixing weights; called after every edge
             but the last.
@@ -54,7 +62,9 @@ def perturbation_select(
 
     Returns:
         ``(chosen, records)``: ``chosen`` has one 1 per decided row; each record holds the edge, the chosen
-        operation's column, the accuracy before masking, and the accuracy drop of masking each column.
+        operation's column, the accuracy before masking, the accuracy drop of masking each column, the
+        runner-up (the allowed column with the next largest drop; ``None`` if there is none), the margin
+        (the two drops' difference) and its paired standard error over the images.
     """
     if sorted(order) != sorted(set(order)) or any(not 0 <= e < weights.shape[0] for e in order):
         raise ValueError(f"order {list(order)} must list distinct edges among 0..{weights.shape[0] - 1}")
@@ -65,24 +75,41 @@ def perturbation_select(
     current = weights.detach().clone()
     records: list[dict[str, Any]] = []
     for position, edge in enumerate(order):
-        base = accuracy(current)
-        drops = []
+        base = correct(current).float()
+        outcomes = []  # per column: the masked supernet's per-image correctness
         for column in range(current.shape[1]):
             if column in inert_columns:
-                drops.append(0.0)
+                outcomes.append(base)
                 continue
             masked = current.clone()
             masked[edge, column] = 0
-            drops.append(base - accuracy(masked))
+            outcomes.append(correct(masked).float())
+        # Accuracies as counts over the image count, so that equal counts tie exactly.
+        accuracy = int(base.sum()) / len(base)
+        drops = [accuracy - int(o.sum()) / len(o) for o in outcomes]
         allowed = [k for k in range(len(drops)) if cap is None or held < cap or k not in capped]
         best = max(range(len(drops)), key=lambda k: (drops[k], -k))  # ties: the lower column
         choice = max(allowed, key=lambda k: (drops[k], -k))
+        others = [k for k in allowed if k != choice]
+        runner_up = max(others, key=lambda k: (drops[k], -k)) if others else None
+        margin = margin_se = None
+        if runner_up is not None:
+            # Masking the runner-up leaves the images that masking the choice loses: their paired difference.
+            paired = outcomes[runner_up] - outcomes[choice]
+            margin = drops[choice] - drops[runner_up]
+            margin_se = float(paired.std() / len(paired) ** 0.5) if len(paired) > 1 else float("nan")
         held += choice in capped
         current[edge] = 0
         current[edge, choice] = 1
-        records.append({"edge": edge, "choice": choice, "accuracy": base, "drops": drops, "capped": choice != best})
+        records.append({"edge": edge, "choice": choice, "accuracy": accuracy, "drops": drops, "capped": choice != best,
+                        "runner_up": runner_up, "margin": margin, "margin_se": margin_se})
         if on_edge is not None:
             on_edge(records[-1])
         if tune is not None and position < len(order) - 1:
             tune(current)
     return current, records
+
+
+def clear_decisions(records: Sequence[dict[str, Any]], z: float = 2.0) -> int:
+    """How many of the records' decisions beat their runner-up by more than ``z`` standard errors of the margin."""
+    return sum(r.get("margin") is not None and r["margin"] > 0 and r["margin"] > z * r["margin_se"] for r in records)
