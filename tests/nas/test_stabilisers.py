@@ -26,7 +26,7 @@ from applications.nas.searching.stabilisers import (
     dirichlet_concentration,
     dirichlet_kl_penalty,
 )
-from applications.nas.spaces.nb201.genotype import Cell
+from applications.nas.spaces.nb201.genotype import OPERATIONS, Cell
 
 pytestmark = pytest.mark.float32
 
@@ -252,6 +252,26 @@ def test_perturbation_calls_a_tie_between_identical_operations_unclear() -> None
     assert clear_decisions([edge0]) == 0 and clear_decisions(records[1:2]) == 1  # the twins tie; edge 1 stays clear
 
 
+def test_perturbation_gives_a_near_tie_to_the_preferred_operations_and_keeps_clear_decisions() -> None:
+    weights, correct, planted, _ = _planted_problem()  # planted columns 3, 1, 4 on edges 0, 1, 2
+    parametric = (2, 3)  # nor_conv_1x1, nor_conv_3x3 in the order of OPERATIONS
+    plain, plain_records = perturbation_select(weights, correct, [0, 1, 2], inert_columns=(0,))
+    chosen, records = perturbation_select(weights, correct, [0, 1, 2], inert_columns=(0,), preferred=parametric)
+    # Edge 0's planted column is preferred anyway; edge 1's planted skip_connect wins by many errors and stays.
+    assert [r["choice"] for r in records[:2]] == [3, 1] and not any(r["tie_broken"] for r in records[:2])
+    # Edge 2's planted avg_pool_3x3 beat nor_conv_3x3 by 0.005, within two paired errors: the tie goes over.
+    last = plain_records[2]
+    assert last["choice"] == 4 and last["runner_up"] == 3 and last["margin"] < 2 * last["margin_se"]
+    assert records[2]["choice"] == 3 and records[2]["tie_broken"] and not records[2]["capped"]
+    assert records[2]["drops"] == last["drops"]  # the same measurements, decided otherwise
+    assert records[2]["runner_up"] == 4 and records[2]["margin"] == pytest.approx(-last["margin"], abs=1e-12)
+    assert clear_decisions(records) == 2  # a decision against the largest drop is never counted as clear
+    assert torch.equal(chosen[:2], plain[:2])
+    # With a stricter idea of a tie (z = 1) edge 2's margin is no tie: the largest drop wins.
+    strict, _ = perturbation_select(weights, correct, [0, 1, 2], inert_columns=(0,), preferred=parametric, tie_z=1.0)
+    assert torch.equal(strict, plain)
+
+
 def test_perturbation_refuses_an_order_that_is_not_a_set_of_edges() -> None:
     weights, accuracy, _, _ = _planted_problem()
     with pytest.raises(ValueError, match="distinct edges"):
@@ -327,6 +347,8 @@ def test_perturbation_cap_refuses_a_cap_that_leaves_an_edge_no_choice() -> None:
         perturbation_select(weights, accuracy, [0, 1, 2], capped=(0,), cap=-1)
     with pytest.raises(SearchConfigError, match="pt_max_param_free = 7"):
         SearchConfig(selection="pt", pt_max_param_free=7)
+    with pytest.raises(SearchConfigError, match="pt_ties = 'conv'; expected one of drop, parametric"):
+        SearchConfig(selection="pt", pt_ties="conv")
 
 
 def test_reselect_repeats_the_selection_of_a_finished_search_and_applies_new_options(
@@ -352,6 +374,15 @@ def test_reselect_repeats_the_selection_of_a_finished_search_and_applies_new_opt
     assert result["config"]["pt_max_param_free"] == 0 and result["config"]["pt_val_images"] is None
     assert result["perturbation"]["tune_steps"] == 1 and result["perturbation"]["max_param_free"] == 0
     assert not {op for op in Cell.parse(result["arch"]).ops} & {"none", "skip_connect", "avg_pool_3x3"}
+    tied = tmp_path / "tied"
+    assert search_cli(["--reselect", str(source), "--out", str(tied), "--no-progress", "--pt-ties", "parametric"]) == 0
+    assert "(near ties go to the convolutions: " in capsys.readouterr().out
+    result = json.loads((tied / "result.json").read_text())
+    assert result["config"]["pt_ties"] == "parametric" and result["perturbation"]["ties"] == "parametric"
+    for record in result["perturbation"]["edges"]:  # a turned edge took a convolution within two errors of the best
+        if record["tie_broken"]:
+            assert OPERATIONS[record["choice"]] in ("nor_conv_1x1", "nor_conv_3x3")
+            assert -record["margin"] <= 2 * record["margin_se"]
     assert (source / "checkpoint.pt").read_bytes() == checkpoint_bytes  # the source is never changed
 
 

@@ -44,7 +44,14 @@ from applications.nas.common.backend import settings as backend_settings
 from applications.nas.common.data import BUNDLED_CIFAR10_SIZE, DATASETS, DataError
 from applications.nas.common.distributed import DataParallel
 from applications.nas.common.files import atomic_write_bytes, atomic_write_text
-from applications.nas.searching.config import ALPHA_LR_SCHEDULES, METHODS, SELECTIONS, SearchConfig, SearchConfigError
+from applications.nas.searching.config import (
+    ALPHA_LR_SCHEDULES,
+    METHODS,
+    PT_TIES,
+    SELECTIONS,
+    SearchConfig,
+    SearchConfigError,
+)
 from applications.nas.searching.loop import (
     CHECKPOINT,
     LOG,
@@ -275,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="with --selection pt: at most K edges of the cell take a parameter-free operation "
                                 "(none, skip_connect, avg_pool_3x3); once K decided edges hold one, later edges "
                                 "choose among the convolutions [no limit]")
+    stabilise.add_argument("--pt-ties", choices=PT_TIES,
+                           help="with --selection pt: how a near tie is decided (operations whose drops lie within two "
+                                "paired standard errors of the largest): drop = the largest drop; parametric = the "
+                                "convolution with the largest drop, where the tie holds one [drop]")
     stabilise.add_argument("--reselect", type=existing_dir, metavar="DIR",
                            help="choose the cell again from the finished search in DIR (its final checkpoint), with "
                                 "the --selection and --pt-* options given here, into --out (DIR is not changed); the "
@@ -295,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # What --reselect may change of a finished search: how the cell is chosen from its supernet.
-_SELECTION_FIELDS = ("selection", "pt_tune_steps", "pt_val_images", "pt_max_param_free")
+_SELECTION_FIELDS = ("selection", "pt_tune_steps", "pt_val_images", "pt_max_param_free", "pt_ties")
 
 
 def _images_or_all(text: str) -> int | str:
@@ -415,6 +426,11 @@ def _report(result: dict[str, Any], config: SearchConfig, state: SearchState, ou
             lines.append(f"  ({pt['clear_edges']} of {len(pt['edges'])} edges decided by more than twice the standard error "
                          "of their margin over the runner-up" + (f"; near ties on {', '.join(ties)}, which another seed "
                                                                   "or edge order may decide otherwise)" if ties else ")"))
+        if pt.get("ties") == "parametric":
+            turned = ["{1}->{0}".format(*EDGES[r["edge"]]) for r in pt["edges"] if r.get("tie_broken")]
+            lines.append("  (near ties go to the convolutions: " + (
+                f"edge{'s' if len(turned) > 1 else ''} {', '.join(turned)} took a convolution within two errors of "
+                "the largest drop)" if turned else "no edge had a convolution tied with a parameter-free best)"))
         if pt.get("max_param_free") is not None:
             turned = ["{1}->{0}".format(*EDGES[r["edge"]]) for r in pt["edges"] if r.get("capped")]
             lines.append(f"  (at most {pt['max_param_free']} parameter-free edges: "
@@ -494,7 +510,7 @@ def _prepare_reselection(args: argparse.Namespace) -> SearchConfig:
                    if getattr(args, name) is not None and name not in (*_SELECTION_FIELDS, "device"))
     if other:
         raise ValueError(f"{', '.join(other)} cannot change a finished search; with --reselect, expected only "
-                         "--selection, --pt-tune-steps, --pt-val-images, --pt-max-param-free and --device")
+                         "--selection, --pt-tune-steps, --pt-val-images, --pt-max-param-free, --pt-ties and --device")
     checkpoint = load_checkpoint(source)
     stored = checkpoint["config"]
     if checkpoint["epochs_done"] != stored["epochs"]:

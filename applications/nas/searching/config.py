@@ -11,6 +11,8 @@ from applications.nas.spaces.registry import SPACES, SearchSpace
 ALPHA_LR_SCHEDULES = ("constant", "cosine")
 SELECTIONS = ("argmax", "pt")
 """How the final cell is chosen: the largest α per edge, or perturbation-based selection (DARTS-PT)."""
+PT_TIES = ("drop", "parametric")
+"""How perturbation selection decides a near tie: the largest drop, or the convolution with the largest drop."""
 METHODS = ("darts-1st", "darts-2nd", "idarts", "implicit-cg", "implicit-minres", "random-ws", "fixed-alpha")
 GRADIENT_METHODS = METHODS[:-2]
 """The methods that move α by a hypergradient; ``random-ws`` samples cells instead, and ``fixed-alpha``
@@ -54,6 +56,9 @@ class SearchConfig:
         pt_val_images: ``pt``: score the masked supernets on the first this many validation images (all if None).
         pt_max_param_free: ``pt``: at most this many edges of the cell take a parameter-free operation (none,
             skip_connect, avg_pool_3x3); later edges choose among the others (None: no limit).
+        pt_ties: ``pt``: how a near tie is decided (drops within two paired standard errors of the largest):
+            ``drop`` (the largest drop) or ``parametric`` (the convolution with the largest drop, where the tie
+            holds one).
         track_bn_stats: BatchNorm keeps running statistics (else it always normalises by the batch).
         augment: random crop and flip on the batches of both halves (weights' and α's), as DARTS and
             NAS-Bench-201 augment their search data.
@@ -102,6 +107,7 @@ class SearchConfig:
     pt_tune_steps: int = 50
     pt_val_images: int | None = None
     pt_max_param_free: int | None = None
+    pt_ties: str = "drop"
     track_bn_stats: bool = False
     augment: bool = False
     device: str = "cpu"
@@ -157,6 +163,8 @@ class SearchConfig:
                                                    or not 0 <= self.pt_max_param_free <= 6):
             raise SearchConfigError(f"pt_max_param_free = {self.pt_max_param_free!r}; expected an integer in 0..6 "
                                     "(or None: no limit)")
+        if self.pt_ties not in PT_TIES:
+            raise SearchConfigError(f"pt_ties = {self.pt_ties!r}; expected one of {', '.join(PT_TIES)}")
         if self.image_size is not None and self.image_size < 4:
             raise SearchConfigError(f"image_size = {self.image_size}; expected at least 4 pixels")
 

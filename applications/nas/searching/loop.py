@@ -363,7 +363,9 @@ def select_by_perturbation(search: _Search, val: ImageSet, progress: bool = Fals
 
         chosen, records = perturbation_select(start, correct, order, tune, inert_columns=(OPERATIONS.index("none"),),
                                               on_edge=decided, capped=[OPERATIONS.index(op) for op in PARAMETER_FREE],
-                                              cap=config.pt_max_param_free)
+                                              cap=config.pt_max_param_free,
+                                              preferred=[OPERATIONS.index(op) for op in OPERATIONS if op not in PARAMETER_FREE]
+                                              if config.pt_ties == "parametric" else ())
     cell = Cell(tuple(OPERATIONS[int(k)] for k in chosen.argmax(dim=1)))
     for record in records:
         record["operation"] = OPERATIONS[record["choice"]]
@@ -372,7 +374,7 @@ def select_by_perturbation(search: _Search, val: ImageSet, progress: bool = Fals
     whole_val_acc = accuracy(chosen, val) if len(scored) < len(val) else val_acc
     return {"arch": str(cell), "val_acc": val_acc, "val_acc_all_images": whole_val_acc, "argmax_val_acc": argmax_val_acc,
             "order": order, "edges": records, "clear_edges": clear_decisions(records), "tune_steps": config.pt_tune_steps,
-            "val_images": len(scored), "max_param_free": config.pt_max_param_free}
+            "val_images": len(scored), "max_param_free": config.pt_max_param_free, "ties": config.pt_ties}
 
 
 def load_checkpoint(out_dir: Path) -> dict[str, Any]:

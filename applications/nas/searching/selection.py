@@ -19,6 +19,11 @@ scored on the same images, so the error is that of a paired difference, far smal
 independent accuracies': a margin within two standard errors is a near tie that another seed, edge
 order or rounding can turn.
 
+Optionally a near tie goes to a ``preferred`` group (the convolutions): where operations of the group have
+drops within ``tie_z`` paired standard errors of the largest allowed drop, the one of them with the largest
+drop is kept. The measurement cannot tell such operations apart, and weight sharing is known to favour the
+parameter-free ones (the collapse above), so the parametric one is the better prior there.
+
 This module holds the procedure on an abstract supernet (a per-image correctness and a fine-tuning
 callback), so that its logic is tested apart from any network; the search loop supplies both.
 """
@@ -40,6 +45,8 @@ def perturbation_select(
     on_edge: Callable[[dict[str, Any]], None] | None = None,
     capped: Sequence[int] = (),
     cap: int | None = None,
+    preferred: Sequence[int] = (),
+    tie_z: float = 2.0,
 ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """Decides the edges in ``order`` by perturbation; returns the final one-hot weights and a record per edge.
 
@@ -59,6 +66,11 @@ def perturbation_select(
         cap: at most this many edges choose a column of ``capped`` (``None``: no limit); once it is reached,
             later edges choose among the other columns, and their record says ``"capped": True`` where the
             best drop was a capped column's. The cap is not measured: masking a capped column is still scored.
+        preferred: the columns a near tie goes to (empty: the largest drop always wins); where the largest
+            allowed drop is not a preferred column's, the preferred allowed column with the largest drop is
+            kept if its drop is within ``tie_z`` paired standard errors of the largest, and the record says
+            ``"tie_broken": True``.
+        tie_z: how many paired standard errors make a near tie.
 
     Returns:
         ``(chosen, records)``: ``chosen`` has one 1 per decided row; each record holds the edge, the chosen
@@ -90,24 +102,34 @@ def perturbation_select(
         allowed = [k for k in range(len(drops)) if cap is None or held < cap or k not in capped]
         best = max(range(len(drops)), key=lambda k: (drops[k], -k))  # ties: the lower column
         choice = max(allowed, key=lambda k: (drops[k], -k))
+        turned_by_cap, tie_broken = choice != best, False
+        if preferred and choice not in preferred:
+            near = [k for k in allowed if k in preferred
+                    and drops[choice] - drops[k] <= tie_z * _paired_error(outcomes[k], outcomes[choice])]
+            if near:
+                choice, tie_broken = max(near, key=lambda k: (drops[k], -k)), True
         others = [k for k in allowed if k != choice]
         runner_up = max(others, key=lambda k: (drops[k], -k)) if others else None
         margin = margin_se = None
         if runner_up is not None:
-            # Masking the runner-up leaves the images that masking the choice loses: their paired difference.
-            paired = outcomes[runner_up] - outcomes[choice]
-            margin = drops[choice] - drops[runner_up]
-            margin_se = float(paired.std() / len(paired) ** 0.5) if len(paired) > 1 else float("nan")
+            margin, margin_se = drops[choice] - drops[runner_up], _paired_error(outcomes[runner_up], outcomes[choice])
         held += choice in capped
         current[edge] = 0
         current[edge, choice] = 1
-        records.append({"edge": edge, "choice": choice, "accuracy": accuracy, "drops": drops, "capped": choice != best,
-                        "runner_up": runner_up, "margin": margin, "margin_se": margin_se})
+        records.append({"edge": edge, "choice": choice, "accuracy": accuracy, "drops": drops, "capped": turned_by_cap,
+                        "tie_broken": tie_broken, "runner_up": runner_up, "margin": margin, "margin_se": margin_se})
         if on_edge is not None:
             on_edge(records[-1])
         if tune is not None and position < len(order) - 1:
             tune(current)
     return current, records
+
+
+def _paired_error(first: torch.Tensor, second: torch.Tensor) -> float:
+    """The standard error of the accuracy difference of two masked supernets scored on the same images (their
+    per-image outcomes): only the images on which they disagree contribute (McNemar)."""
+    difference = first - second
+    return float(difference.std() / len(difference) ** 0.5) if len(difference) > 1 else float("nan")
 
 
 def clear_decisions(records: Sequence[dict[str, Any]], z: float = 2.0) -> int:
