@@ -134,7 +134,8 @@ def test_the_cifar_cpu_preset_searches_an_official_cifar10_folder(tmp_path: Path
     assert (config["dataset"], config["image_size"], config["channels"], config["cells_per_stage"]) == ("cifar10", 16, 8, 1)
     assert (config["method"], config["alpha_lr"], config["train_subset"], config["epochs"]) == ("darts-1st", 0.1, 64, 1)
     assert config["alpha_weight_decay"] == 0.0  # the paper's 1e-3 kept alpha from becoming decisive (docs/nas.md)
-    assert (config["beta_decay"], config["selection"], config["pt_val_images"]) == (50.0, "pt", None)
+    assert (config["beta_decay"], config["selection"], config["pt_val_images"], config["pt_ties"]) == (50.0, "pt", None,
+                                                                                             "parametric")
     result = json.loads((out / "result.json").read_text())
     assert result["arch"] == result["arch_pt"] and "arch_argmax" in result
     err = capsys.readouterr().err
