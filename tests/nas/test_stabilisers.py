@@ -359,7 +359,11 @@ def test_reselect_repeats_the_selection_of_a_finished_search_and_applies_new_opt
     original = json.loads((source / "result.json").read_text())
     checkpoint_bytes = (source / "checkpoint.pt").read_bytes()
     again = tmp_path / "again"
+    capsys.readouterr()
     assert search_cli(["--reselect", str(source), "--out", str(again), "--no-progress"]) == 0
+    # The search's own selection options, kept because none was given, are named.
+    assert (f"note: --reselect keeps {source}'s own --pt-tune-steps 2, --pt-val-images all, no --pt-max-param-free, "
+            "--pt-ties drop") in capsys.readouterr().err
     repeated = json.loads((again / "result.json").read_text())
     # The same settings on the same final checkpoint: the same cell, by the same measurements.
     assert repeated["arch"] == original["arch"]

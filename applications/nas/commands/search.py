@@ -504,6 +504,13 @@ def _report(result: dict[str, Any], config: SearchConfig, state: SearchState, ou
     return "\n".join(lines)
 
 
+def _option_text(name: str, value: Any) -> str:
+    """A selection option and its value as the command line writes them (``None``: all images, or no cap)."""
+    if value is None:
+        return "--pt-val-images all" if name == "pt_val_images" else f"no --{name.replace('_', '-')}"
+    return f"--{name.replace('_', '-')} {value}"
+
+
 def _prepare_reselection(args: argparse.Namespace) -> SearchConfig:
     """``--reselect SOURCE --out OUT``: OUT gets SOURCE's final checkpoint and log with the selection options
     given on the command line, so that resuming it runs no search step, only the selection."""
@@ -524,6 +531,13 @@ def _prepare_reselection(args: argparse.Namespace) -> SearchConfig:
     if changes.get("pt_val_images") == "all":
         changes["pt_val_images"] = None
     config = replace(SearchConfig.from_dict(stored), **changes)  # checked like any config
+    if config.selection == "pt":
+        # A re-derivation keeps the search's own selection options where none is given: say which, since an
+        # older search's (e.g. PT on 1,000 images) is easy to carry over unnoticed.
+        kept = [_option_text(name, getattr(config, name)) for name in _SELECTION_FIELDS
+                if name != "selection" and name not in changes]
+        if kept:
+            print(f"note: --reselect keeps {source}'s own {', '.join(kept)}", file=sys.stderr)
     checkpoint["config"] = asdict(config)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / CHECKPOINT, functools.partial(torch.save, checkpoint))
