@@ -380,7 +380,10 @@ def test_reselect_repeats_the_selection_of_a_finished_search_and_applies_new_opt
     assert not {op for op in Cell.parse(result["arch"]).ops} & {"none", "skip_connect", "avg_pool_3x3"}
     tied = tmp_path / "tied"
     assert search_cli(["--reselect", str(source), "--out", str(tied), "--no-progress", "--pt-ties", "parametric"]) == 0
-    assert "(near ties go to the convolutions: " in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "(near ties go to the convolutions: " in printed
+    clear = json.loads((tied / "result.json").read_text())["perturbation"]["clear_edges"]
+    assert f"({clear} of 6 edges decided by more than twice the standard error of their margin" in printed
     result = json.loads((tied / "result.json").read_text())
     assert result["config"]["pt_ties"] == "parametric" and result["perturbation"]["ties"] == "parametric"
     for record in result["perturbation"]["edges"]:  # a turned edge took a convolution within two errors of the best

@@ -16,7 +16,7 @@ import argparse
 import functools
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -411,6 +411,11 @@ def _open_table(args: argparse.Namespace) -> BenchmarkTable | None:
     return shipped_table()
 
 
+def _edge_names(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The NAS-Bench-201 edges (``from->to``) of perturbation records."""
+    return ["{1}->{0}".format(*EDGES[r["edge"]]) for r in records]
+
+
 def _report(result: dict[str, Any], config: SearchConfig, state: SearchState, out: Path, note: str | None) -> str:
     space = config.search_space
     lines = []
@@ -426,17 +431,17 @@ def _report(result: dict[str, Any], config: SearchConfig, state: SearchState, ou
         lines.append(f"  (perturbation: supernet validation accuracy {pt['val_acc']:.3f} with the chosen cell's operations; "
                      f"edges decided in the order {pt['order']}, {pt['tune_steps']} fine-tuning steps after each)")
         if "clear_edges" in pt:
-            ties = ["{1}->{0}".format(*EDGES[r["edge"]]) for r in pt["edges"] if not clear_decisions([r])]
+            ties = _edge_names(r for r in pt["edges"] if not clear_decisions([r]))
             lines.append(f"  ({pt['clear_edges']} of {len(pt['edges'])} edges decided by more than twice the standard error "
                          "of their margin over the runner-up" + (f"; near ties on {', '.join(ties)}, which another seed "
                                                                   "or edge order may decide otherwise)" if ties else ")"))
         if pt.get("ties") == "parametric":
-            turned = ["{1}->{0}".format(*EDGES[r["edge"]]) for r in pt["edges"] if r.get("tie_broken")]
+            turned = _edge_names(r for r in pt["edges"] if r.get("tie_broken"))
             lines.append("  (near ties go to the convolutions: " + (
                 f"edge{'s' if len(turned) > 1 else ''} {', '.join(turned)} took a convolution within two errors of "
                 "the largest drop)" if turned else "no edge had a convolution tied with a parameter-free best)"))
         if pt.get("max_param_free") is not None:
-            turned = ["{1}->{0}".format(*EDGES[r["edge"]]) for r in pt["edges"] if r.get("capped")]
+            turned = _edge_names(r for r in pt["edges"] if r.get("capped"))
             lines.append(f"  (at most {pt['max_param_free']} parameter-free edges: "
                          + (f"the cap turned edge{'s' if len(turned) > 1 else ''} {', '.join(turned)} to a convolution)"
                             if turned else "the cap never bound)"))
